@@ -1,0 +1,29 @@
+//! The field-classification policy: what each dataset does with every input
+//! field, checked at startup and compiled into a [`Plan`].
+//!
+//! Sits between configuration and `transform`; pure, no IO (the caller reads
+//! the file). The design decision to know: the policy is deny-by-default and
+//! complete — every field of the catalogue must be classified for every
+//! dataset, a personal field can never be `keep`, and `devices` can hold no
+//! subject-linked column — so a policy that would leak is refused before a
+//! single record is read, with every problem listed at once.
+
+mod error;
+mod file;
+mod plan;
+mod validate;
+
+pub use error::{PolicyError, Result};
+pub use file::PolicyFile;
+pub use plan::{Action, Column, DatasetPlan, Plan, TimeUnit};
+
+/// Parses policy TOML text and validates it into a [`Plan`].
+pub fn compile(toml_text: &str) -> Result<Plan> {
+    let file: PolicyFile = toml::from_str(toml_text).map_err(|error| PolicyError::Parse {
+        message: error.to_string(),
+    })?;
+    validate::validate(&file)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+use delink_model::{Dataset, Field, Scope};
+
+/// Holds the validated policy: what to write to each dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Columns of `history/`.
+    pub history: DatasetPlan,
+    /// Columns of `devices/`.
+    pub devices: DatasetPlan,
+}
+
+impl Plan {
+    /// Returns the plan of one dataset.
+    pub fn dataset(&self, dataset: Dataset) -> &DatasetPlan {
+        match dataset {
+            Dataset::History => &self.history,
+            Dataset::Devices => &self.devices,
+        }
+    }
+}
+
+/// Lists the output columns of one dataset, in output order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetPlan {
+    /// Which dataset this is.
+    pub dataset: Dataset,
+    /// Output columns, in policy-file order of their fields.
+    pub columns: Vec<Column>,
+}
+
+/// Describes one output column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// The input field it is computed from.
+    pub field: Field,
+    /// The output column name.
+    pub name: String,
+    /// What is done to the value.
+    pub action: Action,
+}
+
+/// Says how a column's value is computed from its field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Copied unchanged (non-personal fields only).
+    Keep,
+    /// Replaced by a keyed hash under the key of `scope`, with `context` as derivation context.
+    Pseudonymise {
+        /// Whose key hashes the value.
+        scope: Scope,
+        /// The per-column derivation context; unique across datasets and columns.
+        context: String,
+    },
+    /// Rounded down to a multiple of `grid`.
+    Grid {
+        /// The grid step.
+        grid: f64,
+    },
+    /// Truncated to the start of its unit.
+    Truncate {
+        /// The unit.
+        unit: TimeUnit,
+    },
+}
+
+/// Names a timestamp truncation unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// Whole seconds.
+    Second,
+    /// Whole minutes.
+    Minute,
+    /// Whole hours.
+    Hour,
+    /// Whole UTC days.
+    Day,
+}
+
+impl TimeUnit {
+    /// Parses a policy-file unit name.
+    pub fn parse(name: &str) -> Option<TimeUnit> {
+        Some(match name {
+            "second" => TimeUnit::Second,
+            "minute" => TimeUnit::Minute,
+            "hour" => TimeUnit::Hour,
+            "day" => TimeUnit::Day,
+            _ => return None,
+        })
+    }
+
+    /// Returns the unit length in microseconds.
+    pub fn micros(self) -> i64 {
+        match self {
+            TimeUnit::Second => 1_000_000,
+            TimeUnit::Minute => 60_000_000,
+            TimeUnit::Hour => 3_600_000_000,
+            TimeUnit::Day => 86_400_000_000,
+        }
+    }
+}

@@ -1,0 +1,191 @@
+use delink_model::{Dataset, Field, Scope};
+
+use super::*;
+
+const SHIPPED: &str = include_str!("../../../config/policy.toml");
+
+fn with_rule(dataset: &str, path: &str, rule: &str) -> String {
+    let needle = format!("[{dataset}.fields]");
+    let start = SHIPPED.find(&needle).expect("section");
+    let key = format!("\n\"{path}\" = ");
+    let at = start + SHIPPED[start..].find(&key).expect("field in section");
+    let end = at + 1 + SHIPPED[at + 1..].find('\n').expect("line end");
+    format!("{}{key}{rule}{}", &SHIPPED[..at], &SHIPPED[end..])
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match compile(text) {
+        Err(PolicyError::Invalid { problems }) => problems,
+        other => panic!("expected refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn shipped_policy_compiles() {
+    let plan = compile(SHIPPED).expect("shipped policy is valid");
+    let history: Vec<&str> = plan
+        .history
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(history.contains(&"account_pseudonym"));
+    assert!(!history.iter().any(|name| name.contains("email")));
+    assert!(
+        plan.devices
+            .columns
+            .iter()
+            .all(|c| !c.field.is_subject_linked())
+    );
+}
+
+#[test]
+fn contexts_are_unique_across_datasets_and_columns() {
+    let plan = compile(SHIPPED).expect("valid");
+    let mut contexts = Vec::new();
+    for dataset in Dataset::ALL {
+        for column in &plan.dataset(dataset).columns {
+            if let Action::Pseudonymise { context, .. } = &column.action {
+                contexts.push(context.clone());
+            }
+        }
+    }
+    let count = contexts.len();
+    contexts.sort();
+    contexts.dedup();
+    assert_eq!(contexts.len(), count);
+}
+
+#[test]
+fn keeping_a_personal_field_in_clear_is_refused() {
+    for path in [
+        "user.email",
+        "user.name",
+        "user.phone",
+        "installation.address",
+        "installation.site_name",
+        "network.ip",
+        "user.account_id",
+        "user.rfid",
+        "charger.serial",
+        "installation.id",
+        "session.id",
+        "observation_id",
+        "installation.lat",
+    ] {
+        let found = problems(&with_rule("history", path, "\"keep\""));
+        assert_eq!(found.len(), 1, "{path}: {found:?}");
+        assert!(found[0].contains(path), "{found:?}");
+    }
+}
+
+#[test]
+fn devices_refuses_subject_linked_and_installation_columns() {
+    let cases = [
+        (
+            "user.account_id",
+            r#"{ action = "pseudonymise", scope = "subject" }"#,
+        ),
+        ("user.roles", r#""keep""#),
+        (
+            "session.id",
+            r#"{ action = "pseudonymise", scope = "dataset" }"#,
+        ),
+        (
+            "installation.id",
+            r#"{ action = "pseudonymise", scope = "installation" }"#,
+        ),
+        (
+            "user.email",
+            r#"{ action = "pseudonymise", scope = "subject" }"#,
+        ),
+        (
+            "observation_id",
+            r#"{ action = "pseudonymise", scope = "subject" }"#,
+        ),
+        (
+            "network.ip",
+            r#"{ action = "pseudonymise", scope = "device" }"#,
+        ),
+    ];
+    for (path, rule) in cases {
+        let found = problems(&with_rule("devices", path, rule));
+        assert_eq!(found.len(), 1, "{path}: {found:?}");
+    }
+}
+
+#[test]
+fn incomplete_and_unknown_fields_are_all_reported() {
+    let text = SHIPPED
+        .replace("\"user.email\" = \"drop\"\n", "")
+        .replace("\"network.ip\" = \"drop\"", "\"network.mac\" = \"drop\"");
+    let found = problems(&text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("history: `user.email` is not classified"))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("devices: `user.email` is not classified"))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("`network.mac` is not a field"))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("`network.ip` is not classified"))
+    );
+}
+
+#[test]
+fn location_grid_has_a_floor_and_scopes_are_checked() {
+    let found = problems(&with_rule(
+        "history",
+        "installation.lat",
+        r#"{ action = "generalise", grid = 0.0001 }"#,
+    ));
+    assert!(found[0].contains("point at a home"), "{found:?}");
+    let found = problems(&with_rule(
+        "history",
+        "charger.serial",
+        r#"{ action = "pseudonymise", scope = "subject" }"#,
+    ));
+    assert!(found[0].contains("not allowed"), "{found:?}");
+    let found = problems(&with_rule(
+        "history",
+        "charger.serial",
+        r#"{ action = "pseudonymise" }"#,
+    ));
+    assert!(found[0].contains("needs a scope"), "{found:?}");
+}
+
+#[test]
+fn pseudonymised_columns_carry_their_scope() {
+    let plan = compile(SHIPPED).expect("valid");
+    let scope_of = |field: Field| {
+        plan.history
+            .columns
+            .iter()
+            .find(|c| c.field == field)
+            .map(|c| c.action.clone())
+    };
+    assert!(matches!(
+        scope_of(Field::UserRfid),
+        Some(Action::Pseudonymise {
+            scope: Scope::Subject,
+            ..
+        })
+    ));
+    assert!(matches!(
+        scope_of(Field::ChargerSerial),
+        Some(Action::Pseudonymise {
+            scope: Scope::Device,
+            ..
+        })
+    ));
+}

@@ -1,0 +1,39 @@
+use std::path::PathBuf;
+
+/// Explains a sink failure; fatal for the pipeline, which then publishes nothing more.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A file operation failed.
+    #[error("{action} failed at {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating-system error.
+        source: std::io::Error,
+    },
+    /// The Parquet encoder failed.
+    #[error("writing parquet file {path} failed: {source}")]
+    Parquet {
+        /// The file being written.
+        path: PathBuf,
+        /// The encoder's error.
+        source: Box<parquet::errors::ParquetError>,
+    },
+}
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, SinkError>;
+
+pub(crate) fn io(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> SinkError {
+    let path = path.to_path_buf();
+    move |source| SinkError::Io {
+        action,
+        path,
+        source,
+    }
+}

@@ -1,0 +1,107 @@
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::*;
+
+fn options(budget: usize) -> WriterOptions {
+    WriterOptions {
+        row_group_rows: 1000,
+        zstd_level: 1,
+        buffer_budget_bytes: budget,
+        dataset: "test".into(),
+    }
+}
+
+fn batch(values: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(values))])
+        .expect("batch")
+}
+
+fn visible_parquet(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for partition in fs::read_dir(root).expect("root") {
+        let partition = partition.expect("entry").path();
+        if partition
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
+        for file in fs::read_dir(&partition).expect("partition") {
+            found.push(file.expect("entry").path());
+        }
+    }
+    found.sort();
+    found
+}
+
+fn rows_in(path: &Path) -> usize {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open"))
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    reader.map(|b| b.expect("batch").num_rows()).sum()
+}
+
+#[test]
+fn nothing_is_visible_until_published_and_rerun_replaces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("out");
+    for _run in 0..2 {
+        let mut writer = PartitionedWriter::create(&root, batch(0..1).schema(), options(1 << 20))
+            .expect("create");
+        writer
+            .write("date=2026-11-20", "src-0000000000", &batch(0..10))
+            .expect("write");
+        writer
+            .write("date=2026-11-21", "src-0000000000", &batch(10..15))
+            .expect("write");
+        writer
+            .write("date=2026-11-20", "src-0000000000", &batch(15..20))
+            .expect("write");
+        let sealed = writer.seal_segment().expect("seal");
+        assert_eq!(sealed.iter().map(|f| f.rows).sum::<u64>(), 20);
+        let visible_before = visible_parquet(&root);
+        publish(&sealed).expect("publish");
+        let visible = visible_parquet(&root);
+        assert_eq!(visible.len(), 2);
+        assert!(visible_before.is_empty() || visible_before == visible);
+        assert_eq!(visible.iter().map(|p| rows_in(p)).sum::<usize>(), 20);
+    }
+}
+
+#[test]
+fn a_tiny_budget_flushes_row_groups_early_and_stale_staging_is_cleared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("out");
+    fs::create_dir_all(root.join(STAGING_DIR)).expect("staging");
+    fs::write(root.join(STAGING_DIR).join("stale.tmp"), b"partial").expect("stale");
+    let mut writer =
+        PartitionedWriter::create(&root, batch(0..1).schema(), options(1)).expect("create");
+    assert!(!root.join(STAGING_DIR).join("stale.tmp").exists());
+    for start in 0..5 {
+        writer
+            .write(
+                "date=2026-11-20",
+                "s",
+                &batch(start * 100..start * 100 + 100),
+            )
+            .expect("write");
+    }
+    let sealed = writer.seal_segment().expect("seal");
+    publish(&sealed).expect("publish");
+    let file = File::open(sealed[0].final_path()).expect("open");
+    let metadata = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .metadata()
+        .clone();
+    assert!(
+        metadata.num_row_groups() >= 5,
+        "{}",
+        metadata.num_row_groups()
+    );
+}

@@ -1,0 +1,258 @@
+//! Arrow columns for one dataset, built row by row from the plan.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Float64Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
+use delink_model::{Field, Observation, Scope, ValueType};
+use delink_policy::{Action, Column, DatasetPlan};
+
+use crate::generalise::{floor_to_grid, truncate_micros};
+use crate::pseudonym::{PSEUDONYM_HEX_LEN, hex_into, pseudonym};
+use crate::value::{Value, value_of};
+use crate::{KeyBytes, ObservationKeys};
+
+/// Builds the Arrow schema of a dataset; each field carries its source and action as metadata.
+pub fn arrow_schema(plan: &DatasetPlan) -> SchemaRef {
+    let fields: Vec<ArrowField> = plan
+        .columns
+        .iter()
+        .map(|column| {
+            let metadata = HashMap::from([
+                ("delink.source".to_owned(), column.field.path().to_owned()),
+                ("delink.action".to_owned(), describe(&column.action)),
+            ]);
+            ArrowField::new(&column.name, data_type(column), true).with_metadata(metadata)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Keep => "keep".to_owned(),
+        Action::Pseudonymise { scope, .. } => format!("pseudonymise({})", scope.as_str()),
+        Action::Grid { grid } => format!("generalise(grid={grid})"),
+        Action::Truncate { unit } => format!("generalise(truncate={unit:?})").to_lowercase(),
+    }
+}
+
+fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn data_type(column: &Column) -> DataType {
+    match (column.field.value_type(), &column.action) {
+        (ValueType::StrList, _) => DataType::new_list(DataType::Utf8, true),
+        (_, Action::Pseudonymise { .. }) => DataType::Utf8,
+        (ValueType::Str | ValueType::Text, _) => DataType::Utf8,
+        (ValueType::Float, _) => DataType::Float64,
+        (ValueType::Int, _) => DataType::Int64,
+        (ValueType::Timestamp, _) => timestamp_type(),
+        (ValueType::FloatList, _) => DataType::new_list(DataType::Float64, true),
+    }
+}
+
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Float(Float64Builder),
+    Int(Int64Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Utf8List(ListBuilder<StringBuilder>),
+    FloatList(ListBuilder<Float64Builder>),
+}
+
+impl ColumnBuilder {
+    fn for_type(data_type: &DataType) -> ColumnBuilder {
+        match data_type {
+            DataType::Float64 => ColumnBuilder::Float(Float64Builder::new()),
+            DataType::Int64 => ColumnBuilder::Int(Int64Builder::new()),
+            DataType::Timestamp(..) => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => {
+                ColumnBuilder::Utf8List(ListBuilder::new(StringBuilder::new()))
+            }
+            DataType::List(_) => ColumnBuilder::FloatList(ListBuilder::new(Float64Builder::new())),
+            _ => ColumnBuilder::Utf8(StringBuilder::new()),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(builder) => Arc::new(builder.finish()),
+            ColumnBuilder::Float(builder) => Arc::new(builder.finish()),
+            ColumnBuilder::Int(builder) => Arc::new(builder.finish()),
+            ColumnBuilder::Timestamp(builder) => Arc::new(builder.finish()),
+            ColumnBuilder::Utf8List(builder) => Arc::new(builder.finish()),
+            ColumnBuilder::FloatList(builder) => Arc::new(builder.finish()),
+        }
+    }
+}
+
+/// Accumulates rows of one dataset and hands them out as a [`RecordBatch`].
+pub struct DatasetBatchBuilder<'p> {
+    plan: &'p DatasetPlan,
+    schema: SchemaRef,
+    builders: Vec<ColumnBuilder>,
+    rows: usize,
+}
+
+impl<'p> DatasetBatchBuilder<'p> {
+    /// Creates an empty builder for the dataset of `plan`, with the schema from [`arrow_schema`].
+    pub fn new(plan: &'p DatasetPlan, schema: SchemaRef) -> Self {
+        let builders = schema
+            .fields()
+            .iter()
+            .map(|field| ColumnBuilder::for_type(field.data_type()))
+            .collect();
+        DatasetBatchBuilder {
+            plan,
+            schema,
+            builders,
+            rows: 0,
+        }
+    }
+
+    /// Returns how many rows are buffered.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Tells whether no row is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends the row of one observation.
+    pub fn append(&mut self, observation: &Observation<'_>, keys: &ObservationKeys<'_>) {
+        for (column, builder) in self.plan.columns.iter().zip(&mut self.builders) {
+            append_column(builder, column, observation, keys);
+        }
+        self.rows += 1;
+    }
+
+    /// Hands out the buffered rows and starts afresh.
+    pub fn finish(&mut self) -> RecordBatch {
+        let arrays: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(ColumnBuilder::finish)
+            .collect();
+        self.rows = 0;
+        // Builders were made from this schema, so types and lengths match.
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .unwrap_or_else(|error| unreachable!("builders follow the schema: {error}"))
+    }
+}
+
+fn key_of<'k>(scope: Scope, keys: &ObservationKeys<'k>) -> Option<&'k KeyBytes> {
+    match scope {
+        Scope::Subject => keys.subject,
+        Scope::Installation => keys.installation,
+        Scope::Device => Some(keys.device),
+        Scope::Dataset => Some(keys.dataset),
+        Scope::Quarantine => None,
+    }
+}
+
+fn append_pseudonym(
+    builder: &mut StringBuilder,
+    key: Option<&KeyBytes>,
+    context: &str,
+    id: Option<&str>,
+) {
+    match (key, id) {
+        (Some(key), Some(id)) => {
+            let mut buffer = [0u8; PSEUDONYM_HEX_LEN];
+            builder.append_value(hex_into(&pseudonym(key, context, id), &mut buffer));
+        }
+        _ => builder.append_null(),
+    }
+}
+
+fn append_column(
+    builder: &mut ColumnBuilder,
+    column: &Column,
+    observation: &Observation<'_>,
+    keys: &ObservationKeys<'_>,
+) {
+    let value = value_of(observation, column.field);
+    match (builder, &column.action, value) {
+        (ColumnBuilder::Utf8(b), Action::Pseudonymise { scope, context }, Value::Str(id)) => {
+            append_pseudonym(b, key_of(*scope, keys), context, id);
+        }
+        (
+            ColumnBuilder::Utf8List(b),
+            Action::Pseudonymise { scope, context },
+            Value::StrList(ids),
+        ) => {
+            if ids.is_empty() {
+                b.append_null();
+                return;
+            }
+            for (index, id) in ids.iter().enumerate() {
+                // Component serials are hashed under each component's own device key.
+                let key = if column.field == Field::ComponentSerials {
+                    keys.components.get(index)
+                } else {
+                    key_of(*scope, keys)
+                };
+                append_pseudonym(b.values(), key, context, Some(id));
+            }
+            b.append(true);
+        }
+        (ColumnBuilder::Utf8(b), _, Value::Str(text)) => b.append_option(text),
+        (ColumnBuilder::Float(b), Action::Grid { grid }, Value::Float(number)) => {
+            b.append_option(number.map(|n| floor_to_grid(n, *grid)));
+        }
+        (ColumnBuilder::Float(b), _, Value::Float(number)) => b.append_option(number),
+        (ColumnBuilder::Int(b), _, Value::Int(number)) => b.append_option(number),
+        (ColumnBuilder::Timestamp(b), Action::Truncate { unit }, Value::Timestamp(micros)) => {
+            b.append_option(micros.map(|m| truncate_micros(m, *unit)));
+        }
+        (ColumnBuilder::Timestamp(b), _, Value::Timestamp(micros)) => b.append_option(micros),
+        (ColumnBuilder::Utf8List(b), _, Value::StrList(items)) => {
+            if items.is_empty() {
+                b.append_null();
+                return;
+            }
+            for item in items {
+                b.values().append_value(item);
+            }
+            b.append(true);
+        }
+        (ColumnBuilder::FloatList(b), _, Value::FloatList(items)) => match items {
+            Some(items) => {
+                for item in items {
+                    b.values().append_value(*item);
+                }
+                b.append(true);
+            }
+            None => b.append_null(),
+        },
+        (builder, action, _) => unreachable!(
+            "column {} has builder {} for action {action:?}",
+            column.name,
+            builder_name(builder)
+        ),
+    }
+}
+
+fn builder_name(builder: &ColumnBuilder) -> &'static str {
+    match builder {
+        ColumnBuilder::Utf8(_) => "utf8",
+        ColumnBuilder::Float(_) => "float",
+        ColumnBuilder::Int(_) => "int",
+        ColumnBuilder::Timestamp(_) => "timestamp",
+        ColumnBuilder::Utf8List(_) => "utf8 list",
+        ColumnBuilder::FloatList(_) => "float list",
+    }
+}
+
+#[cfg(test)]
+mod tests;

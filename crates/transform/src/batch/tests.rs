@@ -1,0 +1,139 @@
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+use delink_decode::{DecodeLimits, decode};
+use delink_policy::{Plan, compile};
+
+use super::*;
+use crate::pseudonym_hex;
+
+const POLICY: &str = include_str!("../../../../config/policy.toml");
+const EXAMPLE: &str = r#"{"schema":"charger.observation.v1","observation_id":"0b6f6c1e-6a51-4d7e-9b0e-3f1f2b8e9d10","observed_at":"2026-11-20T13:45:12.345+01:00","kind":"session_stop","charger":{"serial":"ZAP049123","model":"go2","firmware":"2.4.1","components":[{"kind":"sense","serial":"SNS00012"}]},"installation":{"id":"5d1c7a8e-2f4b-4c1a-9a7e-0e6b3f2d4c11","site_name":"Solbakken 12 garage","address":"Solbakken 12, 4021 Stavanger","lat":58.970123,"lon":5.733145,"country":"NO","property_type":"house"},"user":{"account_id":"c3f1e2d4-8b7a-4f6e-9d5c-1a2b3c4d5e6f","email":"Kari.Nordmann@example.no","name":"Kari Nordmann","phone":"+4791234567","rfid":"04a2 24b2 c13f 80","roles":["owner"]},"session":{"id":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","started_at":"2026-11-20T09:02:00+01:00","ended_at":"2026-11-20T13:45:00+01:00","energy_wh":18250.5,"max_current_a":16.0,"phases":3},"meter":{"energy_total_wh":4521880.0,"power_w":0.0,"voltage_v":[231.2,230.8,232.0],"current_a":[0.0,0.0,0.0]},"status":{"state":"finished","fault_code":null,"temperature_c":21.5},"operator":{"cpo_id":"cpo-0042"},"network":{"ip":"81.166.12.34","signal_dbm":-61}}"#;
+
+const SUBJECT: KeyBytes = [1; 32];
+const INSTALLATION: KeyBytes = [2; 32];
+const DEVICE: KeyBytes = [3; 32];
+const COMPONENTS: [KeyBytes; 1] = [[4; 32]];
+const DATASET: KeyBytes = [5; 32];
+
+fn rows(plan: &Plan, dataset: delink_model::Dataset) -> RecordBatch {
+    let decoded = decode(EXAMPLE.as_bytes(), &DecodeLimits::default()).expect("valid example");
+    let plan = plan.dataset(dataset);
+    let mut builder = DatasetBatchBuilder::new(plan, arrow_schema(plan));
+    let keys = ObservationKeys {
+        subject: Some(&SUBJECT),
+        installation: Some(&INSTALLATION),
+        device: &DEVICE,
+        components: &COMPONENTS,
+        dataset: &DATASET,
+    };
+    builder.append(&decoded.observation, &keys);
+    builder.finish()
+}
+
+fn text(batch: &RecordBatch, column: &str) -> String {
+    batch
+        .column_by_name(column)
+        .unwrap_or_else(|| panic!("column {column}"))
+        .as_string::<i32>()
+        .value(0)
+        .to_owned()
+}
+
+#[test]
+fn history_row_holds_pseudonyms_under_the_right_keys() {
+    let plan = compile(POLICY).expect("policy");
+    let batch = rows(&plan, delink_model::Dataset::History);
+    assert_eq!(
+        text(&batch, "account_pseudonym"),
+        pseudonym_hex(
+            &SUBJECT,
+            "delink pseudonym v1 history/user.account_id",
+            "c3f1e2d4-8b7a-4f6e-9d5c-1a2b3c4d5e6f"
+        )
+    );
+    assert_eq!(
+        text(&batch, "rfid_pseudonym"),
+        pseudonym_hex(
+            &SUBJECT,
+            "delink pseudonym v1 history/user.rfid",
+            "04a224b2c13f80"
+        )
+    );
+    assert_eq!(
+        text(&batch, "charger_pseudonym"),
+        pseudonym_hex(
+            &DEVICE,
+            "delink pseudonym v1 history/charger.serial",
+            "ZAP049123"
+        )
+    );
+    let components = batch
+        .column_by_name("component_pseudonyms")
+        .expect("column")
+        .as_list::<i32>();
+    assert_eq!(
+        components.value(0).as_string::<i32>().value(0),
+        pseudonym_hex(
+            &COMPONENTS[0],
+            "delink pseudonym v1 history/charger.components.serial",
+            "SNS00012"
+        )
+    );
+    let lat = batch
+        .column_by_name("lat_grid")
+        .expect("lat")
+        .as_primitive::<Float64Type>();
+    assert_eq!(lat.value(0), 58.97);
+}
+
+#[test]
+fn devices_row_is_truncated_and_shares_no_value_with_history() {
+    let plan = compile(POLICY).expect("policy");
+    let history = rows(&plan, delink_model::Dataset::History);
+    let devices = rows(&plan, delink_model::Dataset::Devices);
+    let minute = devices
+        .column_by_name("observed_minute")
+        .expect("minute")
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(minute.value(0) % 60_000_000, 0);
+    assert!(devices.column_by_name("account_pseudonym").is_none());
+    for device_column in ["observation_pseudonym", "charger_pseudonym"] {
+        let value = text(&devices, device_column);
+        for field in history.schema().fields() {
+            if field.data_type() == &DataType::Utf8 {
+                assert_ne!(
+                    text(&history, field.name()),
+                    value,
+                    "{device_column} vs {}",
+                    field.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn no_input_value_of_a_personal_field_survives() {
+    let plan = compile(POLICY).expect("policy");
+    for dataset in delink_model::Dataset::ALL {
+        let batch = rows(&plan, dataset);
+        let rendered = format!("{batch:?}");
+        for raw in [
+            "Kari",
+            "kari",
+            "Solbakken",
+            "81.166",
+            "+4791234567",
+            "ZAP049123",
+            "SNS00012",
+            "c3f1e2d4",
+            "04a2",
+            "5d1c7a8e",
+            "9e8d7c6b",
+            "0b6f6c1e",
+            "58.970123",
+        ] {
+            assert!(!rendered.contains(raw), "{dataset:?} leaks {raw}");
+        }
+    }
+}
