@@ -364,7 +364,7 @@ fn output_is_pinned() {
     assert_eq!(fnv, PINNED_FNV, "fingerprint {fnv:#x}");
 }
 
-const PINNED_FNV: u64 = 0;
+const PINNED_FNV: u64 = 0xc27b_03c9_7d6a_895a;
 
 #[test]
 fn count_is_exact() {
@@ -507,6 +507,15 @@ fn replays_repeat_an_earlier_line_exactly() {
     assert!((100..400).contains(&replays), "{replays}");
 }
 
+/// Whether `value` is or contains a null, ignoring the routinely null `fault_code`.
+fn has_null(key: &str, value: &Value) -> bool {
+    match value {
+        Value::Null => key != "fault_code",
+        Value::Object(o) => o.iter().any(|(k, v)| has_null(k, v)),
+        _ => false,
+    }
+}
+
 #[test]
 fn the_mix_is_realistic() {
     let mut kinds: HashMap<String, u64> = HashMap::new();
@@ -538,7 +547,7 @@ fn the_mix_is_realistic() {
             .and_then(|n| n.get("ip"))
             .and_then(Value::as_str);
         v6 += usize::from(ip.is_some_and(|ip| ip.contains(':')));
-        nulls += usize::from(obj.values().any(Value::is_null));
+        nulls += usize::from(obj.iter().any(|(k, v)| has_null(k, v)));
         let known = [
             "schema",
             "observation_id",

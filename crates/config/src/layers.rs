@@ -1,0 +1,71 @@
+//! Defaults, then a file, then environment overrides.
+
+use std::path::Path;
+
+use toml::{Table, Value};
+
+use crate::{Config, ConfigError};
+
+/// Prefix of environment overrides: `DELINK__INPUT__SEGMENT_RECORDS=500000`.
+pub const ENV_PREFIX: &str = "DELINK__";
+
+/// Loads the configuration from an optional file and the given environment.
+pub fn load(
+    file: Option<&Path>,
+    environment: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+                problems: vec![format!("cannot read {}: {error}", path.display())],
+            })?;
+            text.parse::<Table>().map_err(|error| ConfigError {
+                problems: vec![format!("{} is not valid TOML: {error}", path.display())],
+            })?
+        }
+        None => Table::new(),
+    };
+    for (name, raw) in environment {
+        if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+            let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+            set(&mut table, &keys, scalar(&raw));
+        }
+    }
+    let config: Config = Value::Table(table).try_into().map_err(|error: toml::de::Error| {
+        ConfigError {
+            problems: vec![format!("configuration does not fit: {}", error.message())],
+        }
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Reads an override as a TOML scalar when it is one (`42`, `true`), else as a string.
+fn scalar(raw: &str) -> Value {
+    format!("v = {raw}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut table| table.remove("v"))
+        .filter(|value| !value.is_table())
+        .unwrap_or_else(|| Value::String(raw.to_owned()))
+}
+
+fn set(table: &mut Table, keys: &[String], value: Value) {
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        let Value::Table(next) = entry else {
+            unreachable!("made a table above")
+        };
+        current = next;
+    }
+    current.insert(last.clone(), value);
+}

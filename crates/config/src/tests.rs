@@ -1,0 +1,61 @@
+use std::path::PathBuf;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+#[test]
+fn every_file_in_config_dir_parses() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("config dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        if name.ends_with(".toml") && name != "policy.toml" {
+            load(Some(&path), env(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn environment_overrides_file_and_defaults() {
+    let config = load(
+        None,
+        env(&[
+            ("DELINK__INPUT__SEGMENT_RECORDS", "5000"),
+            ("DELINK__DATA_DIR", "/tmp/somewhere"),
+            ("DELINK_KEK", "not an override"),
+            ("HOME", "/root"),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(config.input.segment_records, 5000);
+    assert_eq!(config.data_dir, PathBuf::from("/tmp/somewhere"));
+    assert_eq!(config.kek_file(), PathBuf::from("/tmp/somewhere/keys/kek"));
+    assert_eq!(config.input.batch_records, InputConfig::default().batch_records);
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let error = load(
+        None,
+        env(&[
+            ("DELINK__QUARANTINE__RETENTION_DAYS", "90"),
+            ("DELINK__OUTPUT__ZSTD_LEVEL", "0"),
+            ("DELINK__KEYSTORE__BACKEND", "postgres"),
+        ]),
+    )
+    .expect_err("invalid");
+    assert_eq!(error.problems.len(), 3, "{error}");
+    assert!(error.to_string().contains("5 weeks"));
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let error = load(None, env(&[("DELINK__INPUT__BATCH_SIZE", "3")])).expect_err("unknown");
+    assert!(error.to_string().contains("batch_size"), "{error}");
+}
