@@ -1,1 +1,90 @@
-fn main() {}
+//! The `delink` command: thin glue over `delink-pipeline` and `delink-synth`.
+
+mod gen_command;
+mod run_command;
+mod validate_command;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Makes EV-charger telemetry safe to keep and to analyse: personal identifiers become
+/// keyed pseudonyms, identifiable charging history is split from de-linked device
+/// records, and both are written as partitioned Parquet.
+#[derive(Parser)]
+#[command(name = "delink", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pseudonymises NDJSON observations (files or stdin) into history/, devices/ and quarantine/.
+    Run(run_command::RunArgs),
+    /// Writes synthetic observations (with broken lines on request) as NDJSON.
+    Gen(gen_command::GenArgs),
+    /// Checks the configuration and policy without touching data, and prints the output columns.
+    Validate(validate_command::ValidateArgs),
+}
+
+/// Options shared by commands that read the configuration.
+#[derive(clap::Args, Debug, Clone)]
+struct ConfigArgs {
+    /// Runtime configuration file (TOML); built-in defaults when omitted.
+    #[arg(long, short = 'c', env = "DELINK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Field policy file; overrides `policy_file` (built-in policy when neither is set).
+    #[arg(long, env = "DELINK_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Data directory; overrides `data_dir` [default: delink-data].
+    #[arg(long, short = 'd', value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let outcome = match cli.command {
+        Command::Run(args) => run_command::run(args),
+        Command::Gen(args) => gen_command::run(args),
+        Command::Validate(args) => validate_command::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads configuration and policy with every override applied.
+fn load_settings(
+    args: &ConfigArgs,
+) -> anyhow::Result<(delink_config::Config, delink_policy::Plan)> {
+    let mut config = delink_config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(data_dir) = &args.data_dir {
+        config.data_dir = data_dir.clone();
+    }
+    if let Some(policy) = &args.policy {
+        config.policy_file = Some(policy.clone());
+    }
+    let policy_text = match &config.policy_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("cannot read policy {}: {error}", path.display()))?,
+        None => BUILT_IN_POLICY.to_owned(),
+    };
+    let plan = delink_policy::compile(&policy_text)?;
+    Ok((config, plan))
+}
+
+/// The shipped policy, used when no policy file is configured.
+const BUILT_IN_POLICY: &str = include_str!("../../config/policy.toml");

@@ -31,11 +31,11 @@ pub fn load(
             set(&mut table, &keys, scalar(&raw));
         }
     }
-    let config: Config = Value::Table(table).try_into().map_err(|error: toml::de::Error| {
-        ConfigError {
+    let config: Config = Value::Table(table)
+        .try_into()
+        .map_err(|error: toml::de::Error| ConfigError {
             problems: vec![format!("configuration does not fit: {}", error.message())],
-        }
-    })?;
+        })?;
     config.validate()?;
     Ok(config)
 }

@@ -165,7 +165,10 @@ impl Config {
             }
         };
         check(self.version == 1, "version must be 1");
-        check(self.input.batch_records >= 1, "input.batch_records must be at least 1");
+        check(
+            self.input.batch_records >= 1,
+            "input.batch_records must be at least 1",
+        );
         check(
             self.input.segment_records >= 1,
             "input.segment_records must be at least 1",
@@ -198,7 +201,10 @@ impl Config {
             self.keystore.backend == "embedded",
             "keystore.backend must be \"embedded\" (the only backend in this build)",
         );
-        check(self.pipeline.workers <= 256, "pipeline.workers must be at most 256");
+        check(
+            self.pipeline.workers <= 256,
+            "pipeline.workers must be at most 256",
+        );
         if problems.is_empty() {
             Ok(())
         } else {

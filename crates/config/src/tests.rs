@@ -3,7 +3,10 @@ use std::path::PathBuf;
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 #[test]
@@ -12,7 +15,11 @@ fn every_file_in_config_dir_parses() {
     let mut checked = 0;
     for entry in std::fs::read_dir(dir).expect("config dir") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         if name.ends_with(".toml") && name != "policy.toml" {
             load(Some(&path), env(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
             checked += 1;
@@ -36,7 +43,10 @@ fn environment_overrides_file_and_defaults() {
     assert_eq!(config.input.segment_records, 5000);
     assert_eq!(config.data_dir, PathBuf::from("/tmp/somewhere"));
     assert_eq!(config.kek_file(), PathBuf::from("/tmp/somewhere/keys/kek"));
-    assert_eq!(config.input.batch_records, InputConfig::default().batch_records);
+    assert_eq!(
+        config.input.batch_records,
+        InputConfig::default().batch_records
+    );
 }
 
 #[test]

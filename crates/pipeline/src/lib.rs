@@ -1,1 +1,26 @@
-//! placeholder
+//! Wires the stages of delink: source → decode → keys → transform → sinks.
+//!
+//! One reader thread cuts the input into batches, worker threads (one per
+//! core) decode and transform them in parallel, and the calling thread takes
+//! their results back in input order, drops replays of an `observation_id`,
+//! and writes `history/`, `devices/` and `quarantine/`.
+//!
+//! The design decision to know is the publication protocol, per segment:
+//! seal every file (footer, fsync) under `.staging/`, make every key they use
+//! durable, and only then rename them into place. A crash at any point leaves
+//! only complete files in view, and a re-run — same names from the same
+//! input positions, same keys from the store — replaces them with identical
+//! rows. Any key-store or sink failure stops the run (fail closed).
+
+mod keys;
+mod layout;
+mod progress;
+mod quarantine;
+mod run;
+mod summary;
+mod worker;
+
+pub use layout::DataLayout;
+pub use progress::Progress;
+pub use run::Pipeline;
+pub use summary::RunSummary;

@@ -58,13 +58,18 @@ impl NdjsonSource {
             source,
         })?;
         let canonical = path.canonicalize().unwrap_or_else(|_| PathBuf::from(path));
-        let mut source = Self::from_reader(&canonical.display().to_string(), Box::new(file), options);
+        let mut source =
+            Self::from_reader(&canonical.display().to_string(), Box::new(file), options);
         source.name = name;
         Ok(source)
     }
 
     /// Reads from any byte stream; `identity` names it in output file names (hashed).
-    pub fn from_reader(identity: &str, reader: Box<dyn Read + Send>, options: SourceOptions) -> Self {
+    pub fn from_reader(
+        identity: &str,
+        reader: Box<dyn Read + Send>,
+        options: SourceOptions,
+    ) -> Self {
         let digest = blake3::hash(identity.as_bytes());
         let tag = digest.to_hex()[..12].to_owned();
         NdjsonSource {
@@ -96,7 +101,8 @@ impl NdjsonSource {
             segment_stem: format!("{}-{segment_first_line:012}", self.tag),
             ..RawBatch::default()
         };
-        while batch.records.len() < self.options.batch_lines && self.next_line <= segment_last_line {
+        while batch.records.len() < self.options.batch_lines && self.next_line <= segment_last_line
+        {
             let line_number = self.next_line;
             let Some(line) = self.read_line(&mut batch).map_err(|source| SourceError {
                 input: self.name.clone(),
@@ -139,8 +145,13 @@ impl NdjsonSource {
                 Some(at) => (&available[..at], at + 1, true),
                 None => (available, available.len(), false),
             };
-            let room = self.options.keep_bytes.saturating_sub(batch.data.len() - start);
-            batch.data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let room = self
+                .options
+                .keep_bytes
+                .saturating_sub(batch.data.len() - start);
+            batch
+                .data
+                .extend_from_slice(&chunk[..chunk.len().min(room)]);
             full_len += chunk.len() as u64;
             batch.input_bytes += consumed as u64;
             self.reader.consume(consumed);
@@ -155,7 +166,9 @@ impl NdjsonSource {
             batch.data.pop();
             full_len -= 1;
         }
-        if batch.data[start..].iter().all(u8::is_ascii_whitespace) && full_len == (batch.data.len() - start) as u64 {
+        if batch.data[start..].iter().all(u8::is_ascii_whitespace)
+            && full_len == (batch.data.len() - start) as u64
+        {
             batch.data.truncate(start);
             batch.blank_lines += 1;
             return Ok(Some(None));

@@ -22,8 +22,11 @@ fn lines_keep_their_numbers_and_blank_lines_are_skipped() {
     let batches = all_batches(b"a\n\nb\r\n  \nc", options(10, 100));
     assert_eq!(batches.len(), 1);
     let batch = &batches[0];
-    let lines: Vec<(u64, &[u8])> =
-        batch.records.iter().map(|r| (r.position, batch.bytes(r))).collect();
+    let lines: Vec<(u64, &[u8])> = batch
+        .records
+        .iter()
+        .map(|r| (r.position, batch.bytes(r)))
+        .collect();
     assert_eq!(lines, vec![(1, &b"a"[..]), (3, b"b"), (5, b"c")]);
     assert_eq!(batch.blank_lines, 2);
     assert!(batch.closes_segment);
@@ -35,11 +38,21 @@ fn batches_never_span_segments_and_stems_follow_positions() {
     let batches = all_batches(b"1\n2\n3\n4\n5\n", options(2, 3));
     let shape: Vec<(Vec<u64>, bool)> = batches
         .iter()
-        .map(|b| (b.records.iter().map(|r| r.position).collect(), b.closes_segment))
+        .map(|b| {
+            (
+                b.records.iter().map(|r| r.position).collect(),
+                b.closes_segment,
+            )
+        })
         .collect();
     assert_eq!(
         shape,
-        vec![(vec![1, 2], false), (vec![3], true), (vec![4, 5], false), (vec![], true)]
+        vec![
+            (vec![1, 2], false),
+            (vec![3], true),
+            (vec![4, 5], false),
+            (vec![], true)
+        ]
     );
     assert!(batches[0].segment_stem.ends_with("-000000000001"));
     assert!(batches[2].segment_stem.ends_with("-000000000004"));

@@ -176,6 +176,7 @@ impl<'a> Obj<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is the point of a failing test
 mod tests {
     use super::{Obj, Value};
 

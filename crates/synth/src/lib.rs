@@ -198,10 +198,10 @@ impl Iterator for Generator {
                 truth: Truth::Broken { reason },
             });
         }
-        if self.rng.per_mille(10) {
-            if let Some(replayed) = self.replay() {
-                return Some(replayed);
-            }
+        if self.rng.per_mille(10)
+            && let Some(replayed) = self.replay()
+        {
+            return Some(replayed);
         }
         Some(self.valid())
     }
@@ -262,4 +262,5 @@ pub fn write_ndjson(config: SynthConfig, out: &mut impl Write) -> std::io::Resul
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is the point of a failing test
 mod tests;

@@ -258,10 +258,10 @@ fn user_value<'a>(
         8..=15 => {}
         _ => user.push("phone", Value::str(account.phone.as_str())),
     }
-    if let Some(tag) = &account.rfid {
-        if rng.per_mille(if kind.has_session() { 700 } else { 200 }) {
-            user.push("rfid", Value::str(ids::render_rfid(rng, tag)));
-        }
+    if let Some(tag) = &account.rfid
+        && rng.per_mille(if kind.has_session() { 700 } else { 200 })
+    {
+        user.push("rfid", Value::str(ids::render_rfid(rng, tag)));
     }
     if force_account || !rng.per_mille(50) {
         let roles = account.roles.iter().map(|r| Value::str(*r)).collect();

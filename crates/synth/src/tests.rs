@@ -49,8 +49,23 @@ fn leap(y: i64) -> bool {
 }
 
 /// Strict RFC 3339 `date-time` with a mandatory offset. Returns the UTC
-/// date as (y, m, d) computed independently of the generator's code.
+/// date as (y, m, d), computed independently of the generator's code, and
+/// checks that chrono (used by the decoder) agrees.
 fn rfc3339_utc_date(s: &str) -> Option<(i64, u32, u32)> {
+    let ours = rfc3339_utc_date_by_hand(s);
+    let chrono = chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| {
+        let date = t.with_timezone(&chrono::Utc).date_naive();
+        (
+            i64::from(chrono::Datelike::year(&date)),
+            chrono::Datelike::month(&date),
+            chrono::Datelike::day(&date),
+        )
+    });
+    assert_eq!(ours, chrono, "parsers disagree on {s:?}");
+    ours
+}
+
+fn rfc3339_utc_date_by_hand(s: &str) -> Option<(i64, u32, u32)> {
     let b = s.as_bytes();
     if b.len() < 20
         || b[4] != b'-'

@@ -113,7 +113,9 @@ impl Metrics {
         } else {
             OTHER_FIELD_LABEL
         };
-        self.unknown_fields.with_label_values(&[label]).inc_by(count);
+        self.unknown_fields
+            .with_label_values(&[label])
+            .inc_by(count);
     }
 
     /// Renders every metric in the Prometheus text format.
@@ -137,9 +139,18 @@ mod tests {
         }
         metrics.count_unknown_field("field_0", 1);
         let text = metrics.render();
-        assert!(text.contains("delink_unknown_fields_total{field=\"field_0\"} 2"), "{text}");
-        assert!(text.contains("delink_unknown_fields_total{field=\"(other)\"} 10"), "{text}");
-        let series = text.lines().filter(|l| l.starts_with("delink_unknown_fields_total")).count();
+        assert!(
+            text.contains("delink_unknown_fields_total{field=\"field_0\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("delink_unknown_fields_total{field=\"(other)\"} 10"),
+            "{text}"
+        );
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("delink_unknown_fields_total"))
+            .count();
         assert_eq!(series, MAX_UNKNOWN_FIELD_LABELS + 1);
     }
 
@@ -147,7 +158,10 @@ mod tests {
     fn names_follow_the_convention() {
         let metrics = Metrics::new().expect("metrics");
         metrics.rows_written.with_label_values(&["history"]).inc();
-        metrics.records_rejected.with_label_values(&["not_json"]).inc();
+        metrics
+            .records_rejected
+            .with_label_values(&["not_json"])
+            .inc();
         for family in metrics.registry.gather() {
             let name = family.name();
             assert!(name.starts_with("delink_"), "{name}");

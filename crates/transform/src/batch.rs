@@ -198,7 +198,7 @@ fn append_column(
             for (index, id) in ids.iter().enumerate() {
                 // Component serials are hashed under each component's own device key.
                 let key = if column.field == Field::ComponentSerials {
-                    keys.components.get(index)
+                    keys.components.get(index).copied()
                 } else {
                     key_of(*scope, keys)
                 };

@@ -27,7 +27,7 @@ pub struct ObservationKeys<'k> {
     /// Key of the charger.
     pub device: &'k KeyBytes,
     /// Keys of the charger's components, in component order.
-    pub components: &'k [KeyBytes],
+    pub components: &'k [&'k KeyBytes],
     /// Key of the dataset being written (one per dataset).
     pub dataset: &'k KeyBytes,
 }

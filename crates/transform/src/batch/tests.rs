@@ -12,7 +12,7 @@ const EXAMPLE: &str = r#"{"schema":"charger.observation.v1","observation_id":"0b
 const SUBJECT: KeyBytes = [1; 32];
 const INSTALLATION: KeyBytes = [2; 32];
 const DEVICE: KeyBytes = [3; 32];
-const COMPONENTS: [KeyBytes; 1] = [[4; 32]];
+const COMPONENT: KeyBytes = [4; 32];
 const DATASET: KeyBytes = [5; 32];
 
 fn rows(plan: &Plan, dataset: delink_model::Dataset) -> RecordBatch {
@@ -23,7 +23,7 @@ fn rows(plan: &Plan, dataset: delink_model::Dataset) -> RecordBatch {
         subject: Some(&SUBJECT),
         installation: Some(&INSTALLATION),
         device: &DEVICE,
-        components: &COMPONENTS,
+        components: &[&COMPONENT],
         dataset: &DATASET,
     };
     builder.append(&decoded.observation, &keys);

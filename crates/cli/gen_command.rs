@@ -1,0 +1,64 @@
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use delink_synth::{SynthConfig, write_ndjson};
+
+/// Arguments of `delink gen`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct GenArgs {
+    /// Number of observations (lines) to write.
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    count: u64,
+    /// Seed; the same count, seed and bad fraction always give the same bytes.
+    #[arg(long, short = 's', default_value_t = 1)]
+    seed: u64,
+    /// Fraction of lines that are broken (every kind of defect of the spec), 0..1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    bad_fraction: f64,
+    /// Output file; standard output when omitted.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err("must be between 0 and 1".to_owned())
+    }
+}
+
+pub(crate) fn run(args: GenArgs) -> anyhow::Result<()> {
+    let config = SynthConfig {
+        bad_fraction: args.bad_fraction,
+        ..SynthConfig::new(args.count, args.seed)
+    };
+    let summary = match &args.output {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            let summary = write_ndjson(config, &mut out)?;
+            out.flush()?;
+            summary
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            write_ndjson(config, &mut out)?
+        }
+    };
+    eprintln!(
+        "generated {} observations ({} valid, {} broken, {:.1} MB)",
+        summary.lines,
+        summary.valid,
+        summary.broken,
+        summary.bytes as f64 / 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use delink_pipeline::{Pipeline, Progress, RunSummary};
+use delink_telemetry::Metrics;
+
+use crate::{ConfigArgs, load_settings};
+
+/// Arguments of `delink run`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    /// NDJSON inputs, processed in order; `-` (the default) reads standard input.
+    #[arg(value_name = "INPUT", default_value = "-")]
+    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    settings: ConfigArgs,
+    /// Worker threads; overrides `pipeline.workers` [default: one per core].
+    #[arg(long, short = 'j')]
+    workers: Option<usize>,
+    /// Records per segment (the unit of publication); overrides `input.segment_records`.
+    #[arg(long)]
+    segment_records: Option<u64>,
+    /// Writes the final Prometheus metrics to this file (textfile-collector format).
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
+    /// Writes the run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    /// Progress lines on stderr: auto (when stderr is a terminal), always or never.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    progress: String,
+}
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (mut config, plan) = load_settings(&args.settings)?;
+    if let Some(workers) = args.workers {
+        config.pipeline.workers = workers;
+    }
+    if let Some(segment_records) = args.segment_records {
+        config.input.segment_records = segment_records;
+    }
+    config.validate()?;
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let pipeline = Pipeline::open(config, plan, Arc::clone(&metrics))?;
+    let show_progress = match args.progress.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => std::io::stderr().is_terminal(),
+    };
+    let started = std::time::Instant::now();
+    let mut on_progress = |progress: &Progress| {
+        if show_progress {
+            let seconds = started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "progress: {} observations ({:.0}/s), {:.1} MB read, history {}, devices {}, quarantined {}",
+                progress.records,
+                progress.records as f64 / seconds,
+                progress.input_bytes as f64 / 1e6,
+                progress.history_rows,
+                progress.devices_rows,
+                progress.quarantined(),
+            );
+        }
+    };
+    let summary = pipeline.run(&args.inputs, &mut on_progress)?;
+    print!("{summary}");
+    if let Some(path) = &args.metrics_file {
+        std::fs::write(path, metrics.render())
+            .with_context(|| format!("cannot write metrics to {}", path.display()))?;
+    }
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, summary_json(&summary).to_string())
+            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn summary_json(summary: &RunSummary) -> serde_json::Value {
+    let totals = &summary.totals;
+    let rejected: serde_json::Map<String, serde_json::Value> = totals
+        .rejected
+        .iter()
+        .map(|(reason, count)| (reason.as_str().to_owned(), (*count).into()))
+        .collect();
+    serde_json::json!({
+        "observations_in": totals.records,
+        "valid": totals.valid,
+        "duplicates": totals.duplicates,
+        "history_rows": totals.history_rows,
+        "devices_rows": totals.devices_rows,
+        "quarantined": totals.quarantined(),
+        "quarantined_by_reason": rejected,
+        "unknown_fields": totals.unknown_fields,
+        "blank_lines": totals.blank_lines,
+        "files_published": totals.files_published,
+        "segments_published": totals.segments_published,
+        "input_bytes": totals.input_bytes,
+        "elapsed_seconds": summary.elapsed.as_secs_f64(),
+        "observations_per_second": summary.records_per_second(),
+        "input_megabytes_per_second": summary.megabytes_per_second(),
+        "peak_rss_bytes": summary.peak_rss_bytes,
+    })
+}

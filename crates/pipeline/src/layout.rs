@@ -1,0 +1,66 @@
+use std::path::{Path, PathBuf};
+
+use delink_model::Dataset;
+
+/// Names every directory under the data directory.
+#[derive(Debug, Clone)]
+pub struct DataLayout {
+    root: PathBuf,
+}
+
+impl DataLayout {
+    /// Lays out `root` (nothing is created here).
+    pub fn new(root: &Path) -> Self {
+        DataLayout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Returns the data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Returns the root of one dataset (`history/` or `devices/`).
+    pub fn dataset(&self, dataset: Dataset) -> PathBuf {
+        self.root.join(dataset.as_str())
+    }
+
+    /// Returns the root of the quarantine.
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// Returns the directory of the embedded key store.
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+}
+
+/// Names the Hive partition directory of a UTC day (days since the Unix epoch).
+pub(crate) fn date_partition(day: i32) -> String {
+    let date = chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0)
+        .map(|moment| moment.date_naive())
+        .unwrap_or_default();
+    format!("date={}", date.format("%Y-%m-%d"))
+}
+
+/// Returns the UTC day of a timestamp in microseconds.
+pub(crate) fn utc_day(micros: i64) -> i32 {
+    // Days since 1970 fit an i32 for any timestamp chrono accepts.
+    i32::try_from(micros.div_euclid(86_400_000_000)).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_name_their_utc_date() {
+        assert_eq!(
+            date_partition(utc_day(1_795_178_712_345_000)),
+            "date=2026-11-20"
+        );
+        assert_eq!(date_partition(utc_day(-1)), "date=1969-12-31");
+    }
+}

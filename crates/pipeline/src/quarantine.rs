@@ -1,0 +1,154 @@
+//! The quarantine: every rejected record, encrypted, with a reason that names no personal data.
+//!
+//! Rows live under `quarantine/date=<UTC day of the run>/`. The raw bytes are
+//! sealed (XChaCha20-Poly1305) under a key per quarantine day, bound to the
+//! record's segment and position, so an operator holding the key store can
+//! inspect and replay them, and nobody else can read them.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{BinaryBuilder, StringBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use delink_keystore::{EntityKey, Result, seal};
+use delink_model::{RawRecord, Rejection};
+
+/// Builds the schema of quarantine files.
+pub(crate) fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("position", DataType::UInt64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("field", DataType::Utf8, true),
+        Field::new("record_bytes", DataType::UInt64, false),
+        Field::new("kept_bytes", DataType::UInt64, false),
+        Field::new("sealed_record", DataType::Binary, false),
+    ]))
+}
+
+/// Seals rejected records under the quarantine key of the run's day.
+pub(crate) struct QuarantineSealer {
+    pub(crate) key: EntityKey,
+}
+
+impl QuarantineSealer {
+    /// Seals one rejected record and appends its row.
+    pub(crate) fn push(
+        &self,
+        rows: &mut QuarantineRows,
+        record: &RawRecord,
+        kept: &[u8],
+        rejection: Rejection,
+    ) -> Result<()> {
+        let aad = sealing_context(&rows.segment, record.position);
+        let sealed = seal(&self.key, aad.as_bytes(), kept)?;
+        rows.segments.append_value(&rows.segment);
+        rows.positions.append_value(record.position);
+        rows.reasons.append_value(rejection.reason.as_str());
+        rows.fields.append_option(rejection.field);
+        rows.record_bytes.append_value(record.full_len);
+        rows.kept_bytes.append_value(kept.len() as u64);
+        rows.sealed.append_value(sealed);
+        rows.count += 1;
+        Ok(())
+    }
+}
+
+/// Returns the associated data a quarantined record is sealed with.
+pub(crate) fn sealing_context(segment: &str, position: u64) -> String {
+    format!("delink quarantine v1 {segment}/{position}")
+}
+
+/// Accumulates quarantine rows of one batch.
+pub(crate) struct QuarantineRows {
+    segment: String,
+    segments: StringBuilder,
+    positions: UInt64Builder,
+    reasons: StringBuilder,
+    fields: StringBuilder,
+    record_bytes: UInt64Builder,
+    kept_bytes: UInt64Builder,
+    sealed: BinaryBuilder,
+    count: usize,
+}
+
+impl QuarantineRows {
+    pub(crate) fn new(segment: &str) -> Self {
+        QuarantineRows {
+            segment: segment.to_owned(),
+            segments: StringBuilder::new(),
+            positions: UInt64Builder::new(),
+            reasons: StringBuilder::new(),
+            fields: StringBuilder::new(),
+            record_bytes: UInt64Builder::new(),
+            kept_bytes: UInt64Builder::new(),
+            sealed: BinaryBuilder::new(),
+            count: 0,
+        }
+    }
+
+    /// Hands out the rows, or `None` when the batch had no rejection.
+    pub(crate) fn finish(mut self) -> Option<RecordBatch> {
+        if self.count == 0 {
+            return None;
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.segments.finish()),
+            Arc::new(self.positions.finish()),
+            Arc::new(self.reasons.finish()),
+            Arc::new(self.fields.finish()),
+            Arc::new(self.record_bytes.finish()),
+            Arc::new(self.kept_bytes.finish()),
+            Arc::new(self.sealed.finish()),
+        ];
+        // The columns follow quarantine_schema() one for one.
+        RecordBatch::try_new(quarantine_schema(), columns).ok()
+    }
+}
+
+/// Deletes quarantine partitions older than `retention_days` before `today` (a UTC day).
+pub(crate) fn purge_expired(root: &Path, today: i32, retention_days: u32) -> std::io::Result<u64> {
+    if !root.exists() {
+        return Ok(0);
+    }
+    let oldest_kept = today - i32::try_from(retention_days).unwrap_or(i32::MAX);
+    let mut purged = 0;
+    for entry in fs::read_dir(root)? {
+        let path = entry?.path();
+        let Some(day) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix("date="))
+            .and_then(|date| chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok())
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+            .map(|midnight| crate::layout::utc_day(midnight.and_utc().timestamp_micros()))
+        else {
+            continue;
+        };
+        if day < oldest_kept {
+            fs::remove_dir_all(&path)?;
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_partitions_go_and_recent_ones_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for date in ["2026-10-01", "2026-10-17", "2026-11-20", "notes"] {
+            fs::create_dir_all(dir.path().join(format!("date={date}"))).expect("mkdir");
+        }
+        let today = crate::layout::utc_day(1_795_178_712_345_000); // 2026-11-20
+        assert_eq!(purge_expired(dir.path(), today, 35).expect("purge"), 1);
+        assert!(!dir.path().join("date=2026-10-01").exists());
+        assert!(dir.path().join("date=2026-10-17").exists());
+        assert!(dir.path().join("date=notes").exists());
+    }
+}

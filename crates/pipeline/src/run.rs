@@ -1,0 +1,382 @@
+//! The run loop: threads, ordering, replay detection and segment publication.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use arrow_array::BooleanArray;
+use arrow_select::filter::filter_record_batch;
+use delink_config::Config;
+use delink_decode::DecodeLimits;
+use delink_keystore::{EmbeddedKeyStore, EntityKey, KekSource, KeyStore};
+use delink_model::{Dataset, RawBatch, Scope};
+use delink_policy::Plan;
+use delink_sink_parquet::{PartitionedWriter, SealedFile, WriterOptions, publish};
+use delink_source_ndjson::{NdjsonSource, SourceOptions};
+use delink_telemetry::Metrics;
+use delink_transform::arrow_schema;
+
+use crate::Progress;
+use crate::layout::{DataLayout, date_partition, utc_day};
+use crate::quarantine::{QuarantineSealer, purge_expired, quarantine_schema};
+use crate::summary::RunSummary;
+use crate::worker::{ProcessedBatch, WorkerContext, process};
+
+/// How often the progress callback is called at most.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A configured pipeline over one data directory, holding its key store open.
+pub struct Pipeline {
+    config: Config,
+    plan: Arc<Plan>,
+    store: Arc<dyn KeyStore>,
+    metrics: Arc<Metrics>,
+    layout: DataLayout,
+}
+
+impl Pipeline {
+    /// Opens the key store of the data directory (fail closed on any doubt about it).
+    pub fn open(config: Config, plan: Plan, metrics: Arc<Metrics>) -> Result<Self> {
+        let layout = DataLayout::new(&config.data_dir);
+        let kek = KekSource::from_env_or_file(config.kek_file());
+        let store = EmbeddedKeyStore::open(&layout.keys(), &kek)
+            .context("cannot open the key store; nothing was processed")?;
+        Ok(Pipeline {
+            config,
+            plan: Arc::new(plan),
+            store: Arc::new(store),
+            metrics,
+            layout,
+        })
+    }
+
+    /// Returns the data layout.
+    pub fn layout(&self) -> &DataLayout {
+        &self.layout
+    }
+
+    /// Returns the key store (read access for tools and tests).
+    pub fn key_store(&self) -> &dyn KeyStore {
+        self.store.as_ref()
+    }
+
+    /// Processes every input in order and returns the summary. `on_progress` is called
+    /// about once a second.
+    pub fn run(
+        &self,
+        inputs: &[PathBuf],
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<RunSummary> {
+        let started = Instant::now();
+        let today = utc_day(chrono::Utc::now().timestamp_micros());
+        let today_name = date_partition(today);
+        let context = Arc::new(self.worker_context(&today_name)?);
+        let mut ordered = OrderedStage::new(self, &context, today_name)?;
+        let workers = self.config.workers();
+        let (work_tx, work_rx) = sync_channel::<(u64, RawBatch)>(workers * 2);
+        let (done_tx, done_rx) = sync_channel(workers * 2);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+
+        let outcome = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| self.read_inputs(inputs, work_tx));
+            for _ in 0..workers {
+                let work_rx = Arc::clone(&work_rx);
+                let done_tx = done_tx.clone();
+                let context = Arc::clone(&context);
+                scope.spawn(move || work(&work_rx, &done_tx, &context));
+            }
+            drop(done_tx);
+            let ordered_result = ordered.consume(done_rx, on_progress);
+            let reader_result = reader
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the input reader panicked")));
+            ordered_result.and(reader_result)
+        });
+        outcome?;
+        if ordered.segment_open {
+            return Err(anyhow!(
+                "the input ended inside a segment that was never closed"
+            ));
+        }
+        let purged = purge_expired(
+            &self.layout.quarantine(),
+            today,
+            self.config.quarantine.retention_days,
+        )
+        .context("purging expired quarantine partitions")?;
+        Ok(RunSummary::new(
+            ordered.progress,
+            started.elapsed(),
+            purged,
+            self.layout.clone(),
+        ))
+    }
+
+    fn worker_context(&self, today_name: &str) -> Result<WorkerContext> {
+        let store = self.store.as_ref();
+        let quarantine_day = today_name.trim_start_matches("date=");
+        Ok(WorkerContext {
+            plan: Arc::clone(&self.plan),
+            history_schema: arrow_schema(&self.plan.history),
+            devices_schema: arrow_schema(&self.plan.devices),
+            store: Arc::clone(&self.store),
+            limits: DecodeLimits {
+                max_record_bytes: self.config.input.max_record_bytes,
+            },
+            history_key: store.key_for(Scope::Dataset, Dataset::History.as_str())?,
+            devices_key: store.key_for(Scope::Dataset, Dataset::Devices.as_str())?,
+            quarantine: QuarantineSealer {
+                key: store.key_for(Scope::Quarantine, quarantine_day)?,
+            },
+            replay_key: EntityKey::random()?,
+        })
+    }
+
+    fn read_inputs(&self, inputs: &[PathBuf], work_tx: SyncSender<(u64, RawBatch)>) -> Result<()> {
+        let options = SourceOptions {
+            batch_lines: self.config.input.batch_records,
+            segment_lines: self.config.input.segment_records,
+            keep_bytes: self.config.quarantine.keep_bytes,
+        };
+        let mut sequence = 0;
+        for input in inputs {
+            let mut source = NdjsonSource::open(input, options.clone())?;
+            while let Some(batch) = source.next_batch()? {
+                if work_tx.send((sequence, batch)).is_err() {
+                    // The ordered stage stopped; it reports why.
+                    return Ok(());
+                }
+                sequence += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn work(
+    work_rx: &Mutex<Receiver<(u64, RawBatch)>>,
+    done_tx: &SyncSender<(u64, delink_keystore::Result<ProcessedBatch>)>,
+    context: &WorkerContext,
+) {
+    loop {
+        let next = work_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv();
+        let Ok((sequence, batch)) = next else {
+            return;
+        };
+        if done_tx.send((sequence, process(context, batch))).is_err() {
+            return;
+        }
+    }
+}
+
+/// Hashes 128-bit replay digests by folding them; they are keyed-hash outputs already.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
+/// The single-threaded stage that sees batches in input order.
+struct OrderedStage<'p> {
+    pipeline: &'p Pipeline,
+    history: PartitionedWriter,
+    devices: PartitionedWriter,
+    quarantine: PartitionedWriter,
+    quarantine_partition: String,
+    seen: HashSet<u128, BuildHasherDefault<DigestHasher>>,
+    progress: Progress,
+    segment_open: bool,
+    segment_rows: BTreeMap<Dataset, u64>,
+}
+
+impl<'p> OrderedStage<'p> {
+    fn new(
+        pipeline: &'p Pipeline,
+        context: &WorkerContext,
+        quarantine_partition: String,
+    ) -> Result<Self> {
+        let output = &pipeline.config.output;
+        let options = |dataset: &str| WriterOptions {
+            row_group_rows: output.row_group_rows,
+            zstd_level: output.zstd_level,
+            buffer_budget_bytes: output.buffer_budget_mib * 1024 * 1024,
+            dataset: dataset.to_owned(),
+        };
+        let layout = &pipeline.layout;
+        Ok(OrderedStage {
+            pipeline,
+            history: PartitionedWriter::create(
+                &layout.dataset(Dataset::History),
+                context.history_schema.clone(),
+                options("history"),
+            )?,
+            devices: PartitionedWriter::create(
+                &layout.dataset(Dataset::Devices),
+                context.devices_schema.clone(),
+                options("devices"),
+            )?,
+            quarantine: PartitionedWriter::create(
+                &layout.quarantine(),
+                quarantine_schema(),
+                options("quarantine"),
+            )?,
+            quarantine_partition,
+            seen: HashSet::default(),
+            progress: Progress::default(),
+            segment_open: false,
+            segment_rows: BTreeMap::new(),
+        })
+    }
+
+    fn consume(
+        &mut self,
+        done_rx: Receiver<(u64, delink_keystore::Result<ProcessedBatch>)>,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        let mut waiting = BTreeMap::new();
+        let mut next = 0u64;
+        let mut last_progress = Instant::now();
+        for (sequence, processed) in done_rx {
+            waiting.insert(sequence, processed);
+            while let Some(processed) = waiting.remove(&next) {
+                self.absorb(processed.context(
+                    "key store failure; stopping before anything unprotected is written",
+                )?)?;
+                next += 1;
+            }
+            if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                on_progress(&self.progress);
+                last_progress = Instant::now();
+            }
+        }
+        if !waiting.is_empty() {
+            return Err(anyhow!("a worker stopped before finishing its batch"));
+        }
+        Ok(())
+    }
+
+    fn absorb(&mut self, mut processed: ProcessedBatch) -> Result<()> {
+        let first_seen: Vec<bool> = processed
+            .digests
+            .iter()
+            .map(|digest| self.seen.insert(*digest))
+            .collect();
+        let duplicates = first_seen.iter().filter(|first| !**first).count() as u64;
+        for partition in std::mem::take(&mut processed.partitions) {
+            let keep_all = partition
+                .observations
+                .iter()
+                .all(|&index| first_seen[index as usize]);
+            let batch = if keep_all {
+                partition.batch
+            } else {
+                let mask: BooleanArray = partition
+                    .observations
+                    .iter()
+                    .map(|&index| Some(first_seen[index as usize]))
+                    .collect();
+                filter_record_batch(&partition.batch, &mask)?
+            };
+            let partition_name = date_partition(partition.day);
+            let writer = match partition.dataset {
+                Dataset::History => &mut self.history,
+                Dataset::Devices => &mut self.devices,
+            };
+            writer.write(&partition_name, &processed.segment_stem, &batch)?;
+            *self.segment_rows.entry(partition.dataset).or_insert(0) += batch.num_rows() as u64;
+        }
+        if let Some(rows) = &processed.quarantine {
+            self.quarantine
+                .write(&self.quarantine_partition, &processed.segment_stem, rows)?;
+        }
+        self.count(&processed, duplicates);
+        self.segment_open = !processed.closes_segment;
+        if processed.closes_segment {
+            self.publish_segment()?;
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, processed: &ProcessedBatch, duplicates: u64) {
+        let metrics: &Metrics = &self.pipeline.metrics;
+        let progress = &mut self.progress;
+        progress.records += processed.records;
+        progress.input_bytes += processed.input_bytes;
+        progress.blank_lines += processed.blank_lines;
+        progress.valid += processed.digests.len() as u64;
+        progress.duplicates += duplicates;
+        metrics.records_received.inc_by(processed.records);
+        metrics.input_bytes.inc_by(processed.input_bytes);
+        metrics.blank_lines.inc_by(processed.blank_lines);
+        metrics.records_duplicate.inc_by(duplicates);
+        for (reason, count) in &processed.rejected {
+            *progress.rejected.entry(*reason).or_insert(0) += count;
+            metrics
+                .records_rejected
+                .with_label_values(&[reason.as_str()])
+                .inc_by(*count);
+        }
+        for (name, count) in &processed.unknown_fields {
+            *progress.unknown_fields.entry(name.clone()).or_insert(0) += count;
+            metrics.count_unknown_field(name, *count);
+        }
+    }
+
+    /// Seals every file of the segment, makes its keys durable, then publishes it.
+    fn publish_segment(&mut self) -> Result<()> {
+        let timer = self.pipeline.metrics.publish_duration.start_timer();
+        let mut sealed: Vec<SealedFile> = Vec::new();
+        for (output, writer) in [
+            ("history", &mut self.history),
+            ("devices", &mut self.devices),
+            ("quarantine", &mut self.quarantine),
+        ] {
+            let files = writer.seal_segment()?;
+            self.pipeline
+                .metrics
+                .files_published
+                .with_label_values(&[output])
+                .inc_by(files.len() as u64);
+            sealed.extend(files);
+        }
+        self.pipeline
+            .store
+            .sync()
+            .context("cannot make new keys durable; the segment is not published")?;
+        publish(&sealed)?;
+        let metrics = &self.pipeline.metrics;
+        for (dataset, rows) in std::mem::take(&mut self.segment_rows) {
+            metrics
+                .rows_written
+                .with_label_values(&[dataset.as_str()])
+                .inc_by(rows);
+            match dataset {
+                Dataset::History => self.progress.history_rows += rows,
+                Dataset::Devices => self.progress.devices_rows += rows,
+            }
+        }
+        metrics.segments_published.inc();
+        self.progress.files_published += sealed.len() as u64;
+        self.progress.segments_published += 1;
+        timer.observe_duration();
+        Ok(())
+    }
+}

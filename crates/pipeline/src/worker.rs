@@ -1,0 +1,157 @@
+//! The parallel stage: decode, fetch keys and transform one batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use delink_decode::{DecodeLimits, decode};
+use delink_keystore::{EntityKey, KeyStore, Result};
+use delink_model::{Dataset, RawBatch, Rejection, RejectionReason};
+use delink_policy::Plan;
+use delink_transform::DatasetBatchBuilder;
+
+use crate::keys::EntityKeys;
+use crate::layout::utc_day;
+use crate::quarantine::{QuarantineRows, QuarantineSealer};
+
+/// Everything a worker needs, shared by all workers of a run.
+pub(crate) struct WorkerContext {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) history_schema: SchemaRef,
+    pub(crate) devices_schema: SchemaRef,
+    pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) limits: DecodeLimits,
+    pub(crate) history_key: EntityKey,
+    pub(crate) devices_key: EntityKey,
+    pub(crate) quarantine: QuarantineSealer,
+    /// Keys the in-memory replay digests; random per run, never stored.
+    pub(crate) replay_key: EntityKey,
+}
+
+/// Rows of one dataset and UTC day from one batch.
+pub(crate) struct PartitionRows {
+    pub(crate) dataset: Dataset,
+    pub(crate) day: i32,
+    pub(crate) batch: RecordBatch,
+    /// For each row, the index of its observation in `ProcessedBatch::digests`.
+    pub(crate) observations: Vec<u32>,
+}
+
+/// What one batch turned into, handed back to the ordered stage.
+pub(crate) struct ProcessedBatch {
+    pub(crate) segment_stem: String,
+    pub(crate) closes_segment: bool,
+    /// One replay digest per valid observation, in input order.
+    pub(crate) digests: Vec<u128>,
+    pub(crate) partitions: Vec<PartitionRows>,
+    pub(crate) quarantine: Option<RecordBatch>,
+    pub(crate) records: u64,
+    pub(crate) input_bytes: u64,
+    pub(crate) blank_lines: u64,
+    pub(crate) rejected: BTreeMap<RejectionReason, u64>,
+    pub(crate) unknown_fields: HashMap<String, u64>,
+}
+
+struct DayRows<'p> {
+    history: DatasetBatchBuilder<'p>,
+    history_observations: Vec<u32>,
+    devices: DatasetBatchBuilder<'p>,
+    devices_observations: Vec<u32>,
+}
+
+/// Decodes, keys and transforms one batch. Fails only when the key store does.
+pub(crate) fn process(context: &WorkerContext, batch: RawBatch) -> Result<ProcessedBatch> {
+    let plan = context.plan.as_ref();
+    let mut days: BTreeMap<i32, DayRows<'_>> = BTreeMap::new();
+    let mut digests = Vec::with_capacity(batch.records.len());
+    let mut rejected = BTreeMap::new();
+    let mut unknown_fields = HashMap::new();
+    let mut quarantine = QuarantineRows::new(&batch.segment_stem);
+    for record in &batch.records {
+        let bytes = batch.bytes(record);
+        let verdict = if record.full_len > context.limits.max_record_bytes as u64 {
+            Err(Rejection::new(RejectionReason::TooLarge))
+        } else {
+            decode(bytes, &context.limits)
+        };
+        let decoded = match verdict {
+            Ok(decoded) => decoded,
+            Err(rejection) => {
+                *rejected.entry(rejection.reason).or_insert(0) += 1;
+                context
+                    .quarantine
+                    .push(&mut quarantine, record, bytes, rejection)?;
+                continue;
+            }
+        };
+        for name in decoded.unknown_fields {
+            *unknown_fields.entry(name).or_insert(0) += 1;
+        }
+        let observation = &decoded.observation;
+        let keys = EntityKeys::fetch(context.store.as_ref(), observation)?;
+        let component_keys = keys.component_keys();
+        let index = digests.len() as u32;
+        digests.push(replay_digest(
+            &context.replay_key,
+            &observation.observation_id,
+        ));
+        let day = days
+            .entry(utc_day(observation.observed_at_us))
+            .or_insert_with(|| DayRows {
+                history: DatasetBatchBuilder::new(&plan.history, context.history_schema.clone()),
+                history_observations: Vec::new(),
+                devices: DatasetBatchBuilder::new(&plan.devices, context.devices_schema.clone()),
+                devices_observations: Vec::new(),
+            });
+        day.devices.append(
+            observation,
+            &keys.lend(&component_keys, &context.devices_key),
+        );
+        day.devices_observations.push(index);
+        if keys.has_subject() {
+            day.history.append(
+                observation,
+                &keys.lend(&component_keys, &context.history_key),
+            );
+            day.history_observations.push(index);
+        }
+    }
+    let mut partitions = Vec::with_capacity(days.len() * 2);
+    for (day, mut rows) in days {
+        if !rows.history.is_empty() {
+            partitions.push(PartitionRows {
+                dataset: Dataset::History,
+                day,
+                batch: rows.history.finish(),
+                observations: rows.history_observations,
+            });
+        }
+        partitions.push(PartitionRows {
+            dataset: Dataset::Devices,
+            day,
+            batch: rows.devices.finish(),
+            observations: rows.devices_observations,
+        });
+    }
+    Ok(ProcessedBatch {
+        segment_stem: batch.segment_stem,
+        closes_segment: batch.closes_segment,
+        digests,
+        partitions,
+        quarantine: quarantine.finish(),
+        records: batch.records.len() as u64,
+        input_bytes: batch.input_bytes,
+        blank_lines: batch.blank_lines,
+        rejected,
+        unknown_fields,
+    })
+}
+
+/// Digests an observation id for replay detection (128 bits: collisions are negligible).
+fn replay_digest(key: &EntityKey, observation_id: &str) -> u128 {
+    let digest = blake3::keyed_hash(key.expose(), observation_id.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest.as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
