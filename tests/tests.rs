@@ -1,1 +1,11 @@
+//! End-to-end tests: the real `delink` binary on generated input, output read back.
+//!
+//! One test binary (see `Cargo.toml`), one module per topic.
 
+mod util;
+
+mod cli;
+mod crash;
+mod leak;
+mod pipeline_e2e;
+mod reader;

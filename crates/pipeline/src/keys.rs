@@ -8,7 +8,7 @@ use delink_transform::ObservationKeys;
 ///
 /// Accounts and anonymous RFID tags share the subject scope, so each is
 /// prefixed with its kind and the two can never name the same entity.
-pub(crate) fn subject_entity(subject: SubjectId<'_>) -> String {
+pub fn subject_entity(subject: SubjectId<'_>) -> String {
     match subject {
         SubjectId::Account(id) => format!("account:{id}"),
         SubjectId::Rfid(tag) => format!("rfid:{tag}"),

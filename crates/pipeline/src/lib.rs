@@ -20,7 +20,9 @@ mod run;
 mod summary;
 mod worker;
 
+pub use keys::subject_entity;
 pub use layout::DataLayout;
 pub use progress::Progress;
+pub use quarantine::open_quarantined;
 pub use run::Pipeline;
 pub use summary::RunSummary;

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use arrow_array::builder::{BinaryBuilder, StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use delink_keystore::{EntityKey, Result, seal};
+use delink_keystore::{EntityKey, KeyStore, Result, open_sealed, seal};
+use delink_model::Scope;
 use delink_model::{RawRecord, Rejection};
 
 /// Builds the schema of quarantine files.
@@ -56,8 +57,23 @@ impl QuarantineSealer {
     }
 }
 
+/// Decrypts a quarantined record: `day` is its partition date (`YYYY-MM-DD`), `segment`
+/// and `position` its row's columns. Fails when the day's key is gone or the row was altered.
+pub fn open_quarantined(
+    store: &dyn KeyStore,
+    day: &str,
+    segment: &str,
+    position: u64,
+    sealed: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let Some(key) = store.existing_key(Scope::Quarantine, day)? else {
+        return Ok(None);
+    };
+    open_sealed(&key, sealing_context(segment, position).as_bytes(), sealed).map(Some)
+}
+
 /// Returns the associated data a quarantined record is sealed with.
-pub(crate) fn sealing_context(segment: &str, position: u64) -> String {
+fn sealing_context(segment: &str, position: u64) -> String {
     format!("delink quarantine v1 {segment}/{position}")
 }
 

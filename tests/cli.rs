@@ -1,0 +1,98 @@
+//! The command line: help, validation and errors that say what to do.
+
+use crate::util::{delink, run_ok};
+
+#[test]
+fn help_lists_the_commands() {
+    let output = run_ok(delink().arg("--help"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for command in ["run", "gen", "validate"] {
+        assert!(text.contains(command), "{text}");
+    }
+    let output = run_ok(delink().args(["run", "--help"]));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("--data-dir"));
+}
+
+#[test]
+fn validate_prints_the_columns_of_the_built_in_policy() {
+    let output = run_ok(delink().arg("validate"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("account_pseudonym"), "{text}");
+    assert!(text.contains("pseudonymise under subject key"), "{text}");
+}
+
+#[test]
+fn a_policy_that_writes_personal_data_in_clear_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = include_str!("../config/policy.toml")
+        .replace("\"user.email\" = \"drop\"", "\"user.email\" = \"keep\"");
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, policy).expect("write");
+    let data = dir.path().join("data");
+    let output = delink()
+        .args(["run", "-"])
+        .arg("--policy")
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("user.email") && stderr.contains("pseudonymise or drop"),
+        "{stderr}"
+    );
+    assert!(
+        !data.exists(),
+        "nothing is written when the policy is refused"
+    );
+}
+
+#[test]
+fn a_store_without_its_kek_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let input = dir.path().join("in.ndjson");
+    run_ok(
+        delink()
+            .args(["gen", "--count", "50", "--output"])
+            .arg(&input),
+    );
+    run_ok(delink().arg("run").arg(&input).arg("--data-dir").arg(&data));
+    std::fs::remove_file(data.join("keys/kek")).expect("remove kek");
+    let output = delink()
+        .arg("run")
+        .arg(&input)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no KEK was found"), "{stderr}");
+}
+
+#[test]
+fn generated_input_is_deterministic() {
+    let first = run_ok(delink().args([
+        "gen",
+        "--count",
+        "200",
+        "--seed",
+        "9",
+        "--bad-fraction",
+        "0.1",
+    ]));
+    let second = run_ok(delink().args([
+        "gen",
+        "--count",
+        "200",
+        "--seed",
+        "9",
+        "--bad-fraction",
+        "0.1",
+    ]));
+    assert_eq!(first.stdout, second.stdout);
+    assert_eq!(first.stdout.iter().filter(|b| **b == b'\n').count(), 200);
+}
