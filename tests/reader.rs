@@ -42,15 +42,16 @@ fn documented_schema() -> BTreeMap<String, Vec<String>> {
             continue;
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cells.len() >= 4 && cells[1].starts_with('`') {
-            if let Some(dataset) = &current {
-                let column = cells[1].trim_matches('`');
-                let arrow_type = cells[2].trim_matches('`');
-                schema
-                    .entry(dataset.clone())
-                    .or_default()
-                    .push(format!("{column}: {arrow_type}"));
-            }
+        if cells.len() >= 4
+            && cells[1].starts_with('`')
+            && let Some(dataset) = &current
+        {
+            let column = cells[1].trim_matches('`');
+            let arrow_type = cells[2].trim_matches('`');
+            schema
+                .entry(dataset.clone())
+                .or_default()
+                .push(format!("{column}: {arrow_type}"));
         }
     }
     schema

@@ -81,7 +81,7 @@ pub struct QuarantineConfig {
 }
 
 /// Configures parallelism.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Decode/transform threads; 0 means one per core.
@@ -138,12 +138,6 @@ impl Default for QuarantineConfig {
             retention_days: 35,
             keep_bytes: 1024 * 1024,
         }
-    }
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig { workers: 0 }
     }
 }
 

@@ -18,9 +18,10 @@ use delink_policy::Plan;
 use delink_sink_parquet::{PartitionedWriter, SealedFile, WriterOptions, publish};
 use delink_source_ndjson::{NdjsonSource, SourceOptions};
 use delink_telemetry::Metrics;
-use delink_transform::arrow_schema;
+use delink_transform::{arrow_schema, distinct_valued_columns};
 
 use crate::Progress;
+use crate::keys::KeyCache;
 use crate::layout::{DataLayout, date_partition, utc_day};
 use crate::quarantine::{QuarantineSealer, purge_expired, quarantine_schema};
 use crate::summary::RunSummary;
@@ -82,12 +83,16 @@ impl Pipeline {
         let work_rx = Arc::new(Mutex::new(work_rx));
 
         let outcome = std::thread::scope(|scope| {
-            let reader = scope.spawn(|| self.read_inputs(inputs, work_tx));
-            for _ in 0..workers {
+            let reader = std::thread::Builder::new()
+                .name("delink-reader".to_owned())
+                .spawn_scoped(scope, || self.read_inputs(inputs, work_tx))?;
+            for index in 0..workers {
                 let work_rx = Arc::clone(&work_rx);
                 let done_tx = done_tx.clone();
                 let context = Arc::clone(&context);
-                scope.spawn(move || work(&work_rx, &done_tx, &context));
+                std::thread::Builder::new()
+                    .name(format!("delink-worker-{index}"))
+                    .spawn_scoped(scope, move || work(&work_rx, &done_tx, &context))?;
             }
             drop(done_tx);
             let ordered_result = ordered.consume(done_rx, on_progress);
@@ -162,6 +167,7 @@ fn work(
     done_tx: &SyncSender<(u64, delink_keystore::Result<ProcessedBatch>)>,
     context: &WorkerContext,
 ) {
+    let mut cache = KeyCache::default();
     loop {
         let next = work_rx
             .lock()
@@ -170,7 +176,7 @@ fn work(
         let Ok((sequence, batch)) = next else {
             return;
         };
-        if done_tx.send((sequence, process(context, batch))).is_err() {
+        if done_tx.send((sequence, process(context, &mut cache, batch))).is_err() {
             return;
         }
     }
@@ -214,11 +220,13 @@ impl<'p> OrderedStage<'p> {
         quarantine_partition: String,
     ) -> Result<Self> {
         let output = &pipeline.config.output;
-        let options = |dataset: &str| WriterOptions {
+        let plan = &pipeline.plan;
+        let options = |dataset: &str, plain_columns: Vec<String>| WriterOptions {
             row_group_rows: output.row_group_rows,
             zstd_level: output.zstd_level,
             buffer_budget_bytes: output.buffer_budget_mib * 1024 * 1024,
             dataset: dataset.to_owned(),
+            plain_columns,
         };
         let layout = &pipeline.layout;
         Ok(OrderedStage {
@@ -226,17 +234,17 @@ impl<'p> OrderedStage<'p> {
             history: PartitionedWriter::create(
                 &layout.dataset(Dataset::History),
                 context.history_schema.clone(),
-                options("history"),
+                options("history", distinct_valued_columns(&plan.history)),
             )?,
             devices: PartitionedWriter::create(
                 &layout.dataset(Dataset::Devices),
                 context.devices_schema.clone(),
-                options("devices"),
+                options("devices", distinct_valued_columns(&plan.devices)),
             )?,
             quarantine: PartitionedWriter::create(
                 &layout.quarantine(),
                 quarantine_schema(),
-                options("quarantine"),
+                options("quarantine", vec!["sealed_record".to_owned()]),
             )?,
             quarantine_partition,
             seen: HashSet::default(),

@@ -11,7 +11,7 @@ use delink_model::{Dataset, RawBatch, Rejection, RejectionReason};
 use delink_policy::Plan;
 use delink_transform::DatasetBatchBuilder;
 
-use crate::keys::EntityKeys;
+use crate::keys::{EntityKeys, KeyCache};
 use crate::layout::utc_day;
 use crate::quarantine::{QuarantineRows, QuarantineSealer};
 
@@ -61,7 +61,11 @@ struct DayRows<'p> {
 }
 
 /// Decodes, keys and transforms one batch. Fails only when the key store does.
-pub(crate) fn process(context: &WorkerContext, batch: RawBatch) -> Result<ProcessedBatch> {
+pub(crate) fn process(
+    context: &WorkerContext,
+    cache: &mut KeyCache,
+    batch: RawBatch,
+) -> Result<ProcessedBatch> {
     let plan = context.plan.as_ref();
     let mut days: BTreeMap<i32, DayRows<'_>> = BTreeMap::new();
     let mut digests = Vec::with_capacity(batch.records.len());
@@ -89,7 +93,7 @@ pub(crate) fn process(context: &WorkerContext, batch: RawBatch) -> Result<Proces
             *unknown_fields.entry(name).or_insert(0) += 1;
         }
         let observation = &decoded.observation;
-        let keys = EntityKeys::fetch(context.store.as_ref(), observation)?;
+        let keys = EntityKeys::fetch(context.store.as_ref(), cache, observation)?;
         let component_keys = keys.component_keys();
         let index = digests.len() as u32;
         digests.push(replay_digest(

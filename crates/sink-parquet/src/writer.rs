@@ -8,6 +8,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::io;
 use crate::{Result, SinkError};
@@ -27,6 +28,8 @@ pub struct WriterOptions {
     pub buffer_budget_bytes: usize,
     /// Written into every file's key-value metadata as `delink.dataset`.
     pub dataset: String,
+    /// Columns written without a dictionary because their values are nearly all distinct.
+    pub plain_columns: Vec<String>,
 }
 
 /// A closed, fsynced file waiting under `.staging/` to be published.
@@ -75,7 +78,7 @@ impl PartitionedWriter {
                 path: root.to_path_buf(),
                 source: Box::new(source),
             })?;
-        let properties = WriterProperties::builder()
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_size(options.row_group_rows)
@@ -83,8 +86,11 @@ impl PartitionedWriter {
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "delink.dataset".to_owned(),
                 options.dataset.clone(),
-            )]))
-            .build();
+            )]));
+        for column in &options.plain_columns {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+        }
+        let properties = properties.build();
         Ok(PartitionedWriter {
             root: root.to_path_buf(),
             staging,

@@ -32,6 +32,16 @@ pub fn arrow_schema(plan: &DatasetPlan) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Names the columns whose values are (nearly) all distinct, where a Parquet
+/// dictionary only costs time: pseudonyms of observation and session ids.
+pub fn distinct_valued_columns(plan: &DatasetPlan) -> Vec<String> {
+    plan.columns
+        .iter()
+        .filter(|column| matches!(column.field, Field::ObservationId | Field::SessionId))
+        .map(|column| column.name.clone())
+        .collect()
+}
+
 fn describe(action: &Action) -> String {
     match action {
         Action::Keep => "keep".to_owned(),

@@ -11,7 +11,7 @@ mod generalise;
 mod pseudonym;
 mod value;
 
-pub use batch::{DatasetBatchBuilder, arrow_schema};
+pub use batch::{DatasetBatchBuilder, arrow_schema, distinct_valued_columns};
 pub use pseudonym::{PSEUDONYM_HEX_LEN, pseudonym, pseudonym_hex};
 
 /// A 256-bit entity key as plain bytes.

@@ -12,6 +12,7 @@ fn options(budget: usize) -> WriterOptions {
         zstd_level: 1,
         buffer_budget_bytes: budget,
         dataset: "test".into(),
+        plain_columns: vec!["n".into()],
     }
 }
 

@@ -74,7 +74,7 @@ fn history_row_holds_pseudonyms_under_the_right_keys() {
     assert_eq!(
         components.value(0).as_string::<i32>().value(0),
         pseudonym_hex(
-            &COMPONENTS[0],
+            &COMPONENT,
             "delink pseudonym v1 history/charger.components.serial",
             "SNS00012"
         )
