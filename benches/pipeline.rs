@@ -1,1 +1,120 @@
-fn main() {}
+//! Criterion benches of the pure stages: decode, pseudonymise/transform, Parquet encode.
+//!
+//! `cargo bench --bench pipeline`; data in `benches/data/` (the spec's example and a
+//! worst case near the size cap) and a synthetic mix from `delink-synth`.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use delink_decode::{DecodeLimits, decode};
+use delink_model::Dataset;
+use delink_synth::{Generator, SynthConfig};
+use delink_transform::{DatasetBatchBuilder, ObservationKeys, arrow_schema, pseudonym_hex};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+const SPEC_EXAMPLE: &[u8] = include_bytes!("data/spec-example.json");
+const WORST_CASE: &[u8] = include_bytes!("data/worst-case.json");
+const POLICY: &str = include_str!("../config/policy.toml");
+
+fn synthetic_lines(count: u64) -> Vec<Vec<u8>> {
+    Generator::new(SynthConfig::new(count, 42)).map(|generated| generated.line).collect()
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    let limits = DecodeLimits::default();
+    for (name, bytes) in [("spec_example", SPEC_EXAMPLE), ("worst_case", WORST_CASE)] {
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function(name, |b| b.iter(|| black_box(decode(black_box(bytes), &limits)).is_ok()));
+    }
+    let lines = synthetic_lines(1000);
+    let bytes: u64 = lines.iter().map(|l| l.len() as u64).sum();
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("synthetic_mix_1000", |b| {
+        b.iter(|| lines.iter().filter(|line| decode(line, &limits).is_ok()).count())
+    });
+    group.finish();
+}
+
+fn bench_transform(c: &mut Criterion) {
+    let plan = delink_policy::compile(POLICY).expect("shipped policy");
+    let key = [7u8; 32];
+    let mut group = c.benchmark_group("pseudonymise");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_identifier", |b| {
+        b.iter(|| pseudonym_hex(&key, "delink pseudonym v1 history/user.rfid", black_box("04a224b2c13f80")))
+    });
+    let lines = synthetic_lines(4096);
+    let limits = DecodeLimits::default();
+    let decoded: Vec<_> = lines.iter().filter_map(|line| decode(line, &limits).ok()).collect();
+    let component_keys = [&key; 4];
+    let keys = ObservationKeys {
+        subject: Some(&key),
+        installation: Some(&key),
+        device: &key,
+        components: &component_keys,
+        dataset: &key,
+    };
+    group.throughput(Throughput::Elements(decoded.len() as u64));
+    for dataset in Dataset::ALL {
+        let dataset_plan = plan.dataset(dataset);
+        let schema = arrow_schema(dataset_plan);
+        group.bench_function(format!("{}_rows_4096", dataset.as_str()), |b| {
+            b.iter_batched(
+                || DatasetBatchBuilder::new(dataset_plan, schema.clone()),
+                |mut builder| {
+                    for item in &decoded {
+                        builder.append(&item.observation, &keys);
+                    }
+                    builder.finish()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn bench_parquet(c: &mut Criterion) {
+    let plan = delink_policy::compile(POLICY).expect("shipped policy");
+    let lines = synthetic_lines(16_384);
+    let limits = DecodeLimits::default();
+    let key = [9u8; 32];
+    let component_keys = [&key; 4];
+    let keys = ObservationKeys {
+        subject: Some(&key),
+        installation: Some(&key),
+        device: &key,
+        components: &component_keys,
+        dataset: &key,
+    };
+    let mut group = c.benchmark_group("parquet_encode");
+    for dataset in Dataset::ALL {
+        let dataset_plan = plan.dataset(dataset);
+        let mut builder = DatasetBatchBuilder::new(dataset_plan, arrow_schema(dataset_plan));
+        for line in &lines {
+            if let Ok(decoded) = decode(line, &limits) {
+                builder.append(&decoded.observation, &keys);
+            }
+        }
+        let batch = builder.finish();
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level")))
+            .build();
+        group.throughput(Throughput::Elements(batch.num_rows() as u64));
+        group.bench_function(format!("{}_zstd1_16k_rows", dataset.as_str()), |b| {
+            b.iter(|| {
+                let mut writer =
+                    ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties.clone())).expect("writer");
+                writer.write(&batch).expect("write");
+                writer.into_inner().expect("close").len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_transform, bench_parquet);
+criterion_main!(benches);
