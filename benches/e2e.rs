@@ -22,7 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("generating {count} observations into {}", input.display());
         let partial = input.with_extension("partial");
         let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
-        write_ndjson(SynthConfig { bad_fraction: 0.01, ..SynthConfig::new(count, 1) }, &mut out)?;
+        write_ndjson(
+            SynthConfig {
+                bad_fraction: 0.01,
+                ..SynthConfig::new(count, 1)
+            },
+            &mut out,
+        )?;
         std::io::Write::flush(&mut out)?;
         std::fs::rename(&partial, &input)?;
     }
@@ -50,7 +56,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "e2e/{count}: {:.0} obs/s, {:.1} MB/s input, peak RSS {:.0} MiB ({} obs, {:.1} MB in {:.2} s; history {} rows, devices {} rows, quarantined {})",
         summary["observations_per_second"].as_f64().unwrap_or(0.0),
-        summary["input_megabytes_per_second"].as_f64().unwrap_or(0.0),
+        summary["input_megabytes_per_second"]
+            .as_f64()
+            .unwrap_or(0.0),
         peak,
         summary["observations_in"],
         summary["input_bytes"].as_f64().unwrap_or(0.0) / 1e6,

@@ -19,7 +19,9 @@ const WORST_CASE: &[u8] = include_bytes!("data/worst-case.json");
 const POLICY: &str = include_str!("../config/policy.toml");
 
 fn synthetic_lines(count: u64) -> Vec<Vec<u8>> {
-    Generator::new(SynthConfig::new(count, 42)).map(|generated| generated.line).collect()
+    Generator::new(SynthConfig::new(count, 42))
+        .map(|generated| generated.line)
+        .collect()
 }
 
 fn bench_decode(c: &mut Criterion) {
@@ -27,13 +29,20 @@ fn bench_decode(c: &mut Criterion) {
     let limits = DecodeLimits::default();
     for (name, bytes) in [("spec_example", SPEC_EXAMPLE), ("worst_case", WORST_CASE)] {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_function(name, |b| b.iter(|| black_box(decode(black_box(bytes), &limits)).is_ok()));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(decode(black_box(bytes), &limits)).is_ok())
+        });
     }
     let lines = synthetic_lines(1000);
     let bytes: u64 = lines.iter().map(|l| l.len() as u64).sum();
     group.throughput(Throughput::Bytes(bytes));
     group.bench_function("synthetic_mix_1000", |b| {
-        b.iter(|| lines.iter().filter(|line| decode(line, &limits).is_ok()).count())
+        b.iter(|| {
+            lines
+                .iter()
+                .filter(|line| decode(line, &limits).is_ok())
+                .count()
+        })
     });
     group.finish();
 }
@@ -44,11 +53,20 @@ fn bench_transform(c: &mut Criterion) {
     let mut group = c.benchmark_group("pseudonymise");
     group.throughput(Throughput::Elements(1));
     group.bench_function("one_identifier", |b| {
-        b.iter(|| pseudonym_hex(&key, "delink pseudonym v1 history/user.rfid", black_box("04a224b2c13f80")))
+        b.iter(|| {
+            pseudonym_hex(
+                &key,
+                "delink pseudonym v1 history/user.rfid",
+                black_box("04a224b2c13f80"),
+            )
+        })
     });
     let lines = synthetic_lines(4096);
     let limits = DecodeLimits::default();
-    let decoded: Vec<_> = lines.iter().filter_map(|line| decode(line, &limits).ok()).collect();
+    let decoded: Vec<_> = lines
+        .iter()
+        .filter_map(|line| decode(line, &limits).ok())
+        .collect();
     let component_keys = [&key; 4];
     let keys = ObservationKeys {
         subject: Some(&key),
@@ -107,7 +125,8 @@ fn bench_parquet(c: &mut Criterion) {
         group.bench_function(format!("{}_zstd1_16k_rows", dataset.as_str()), |b| {
             b.iter(|| {
                 let mut writer =
-                    ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties.clone())).expect("writer");
+                    ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties.clone()))
+                        .expect("writer");
                 writer.write(&batch).expect("write");
                 writer.into_inner().expect("close").len()
             })

@@ -9,11 +9,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc reuses freed pages instead of returning and re-faulting them, which
-/// matters for a pipeline that allocates and drops batch buffers continuously.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Makes EV-charger telemetry safe to keep and to analyse: personal identifiers become
 /// keyed pseudonyms, identifiable charging history is split from de-linked device
 /// records, and both are written as partitioned Parquet.

@@ -46,6 +46,10 @@ pub struct InputConfig {
     pub segment_records: u64,
     /// Records longer than this are rejected as `too_large`.
     pub max_record_bytes: usize,
+    /// Distinct observation ids remembered for replay detection: a replay is written
+    /// once when its first occurrence is among the last `replay_window` to
+    /// `replay_window / 2` distinct ids. Costs about 36 bytes per id at most.
+    pub replay_window: usize,
 }
 
 /// Configures the Parquet files.
@@ -109,6 +113,7 @@ impl Default for InputConfig {
             batch_records: 4096,
             segment_records: 1_000_000,
             max_record_bytes: 64 * 1024,
+            replay_window: 2_000_000,
         }
     }
 }
@@ -116,9 +121,9 @@ impl Default for InputConfig {
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
-            row_group_rows: 128 * 1024,
+            row_group_rows: 64 * 1024,
             zstd_level: 1,
-            buffer_budget_mib: 64,
+            buffer_budget_mib: 8,
         }
     }
 }
@@ -170,6 +175,10 @@ impl Config {
         check(
             (1024..=64 * 1024 * 1024).contains(&self.input.max_record_bytes),
             "input.max_record_bytes must be between 1 KiB and 64 MiB",
+        );
+        check(
+            self.input.replay_window >= 2,
+            "input.replay_window must be at least 2",
         );
         check(
             self.quarantine.keep_bytes > self.input.max_record_bytes,

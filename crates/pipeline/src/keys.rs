@@ -40,15 +40,21 @@ impl KeyCache {
             SubjectId::Account(id) => (&mut self.accounts, id),
             SubjectId::Rfid(tag) => (&mut self.rfids, tag),
         };
-        cached(map, id, || store.key_for(Scope::Subject, &subject_entity(subject)))
+        cached(map, id, || {
+            store.key_for(Scope::Subject, &subject_entity(subject))
+        })
     }
 
     fn installation(&mut self, store: &dyn KeyStore, id: &str) -> Result<EntityKey> {
-        cached(&mut self.installations, id, || store.key_for(Scope::Installation, id))
+        cached(&mut self.installations, id, || {
+            store.key_for(Scope::Installation, id)
+        })
     }
 
     fn device(&mut self, store: &dyn KeyStore, serial: &str) -> Result<EntityKey> {
-        cached(&mut self.devices, serial, || store.key_for(Scope::Device, serial))
+        cached(&mut self.devices, serial, || {
+            store.key_for(Scope::Device, serial)
+        })
     }
 }
 

@@ -16,6 +16,7 @@ mod keys;
 mod layout;
 mod progress;
 mod quarantine;
+mod replay;
 mod run;
 mod summary;
 mod worker;

@@ -1,7 +1,6 @@
 //! The run loop: threads, ordering, replay detection and segment publication.
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +23,7 @@ use crate::Progress;
 use crate::keys::KeyCache;
 use crate::layout::{DataLayout, date_partition, utc_day};
 use crate::quarantine::{QuarantineSealer, purge_expired, quarantine_schema};
+use crate::replay::ReplayWindow;
 use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, WorkerContext, process};
 
@@ -176,26 +176,11 @@ fn work(
         let Ok((sequence, batch)) = next else {
             return;
         };
-        if done_tx.send((sequence, process(context, &mut cache, batch))).is_err() {
+        if done_tx
+            .send((sequence, process(context, &mut cache, batch)))
+            .is_err()
+        {
             return;
-        }
-    }
-}
-
-/// Hashes 128-bit replay digests by folding them; they are keyed-hash outputs already.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
         }
     }
 }
@@ -207,7 +192,7 @@ struct OrderedStage<'p> {
     devices: PartitionedWriter,
     quarantine: PartitionedWriter,
     quarantine_partition: String,
-    seen: HashSet<u128, BuildHasherDefault<DigestHasher>>,
+    replays: ReplayWindow,
     progress: Progress,
     segment_open: bool,
     segment_rows: BTreeMap<Dataset, u64>,
@@ -247,7 +232,7 @@ impl<'p> OrderedStage<'p> {
                 options("quarantine", vec!["sealed_record".to_owned()]),
             )?,
             quarantine_partition,
-            seen: HashSet::default(),
+            replays: ReplayWindow::new(pipeline.config.input.replay_window),
             progress: Progress::default(),
             segment_open: false,
             segment_rows: BTreeMap::new(),
@@ -285,7 +270,7 @@ impl<'p> OrderedStage<'p> {
         let first_seen: Vec<bool> = processed
             .digests
             .iter()
-            .map(|digest| self.seen.insert(*digest))
+            .map(|digest| self.replays.first_sighting(*digest))
             .collect();
         let duplicates = first_seen.iter().filter(|first| !**first).count() as u64;
         for partition in std::mem::take(&mut processed.partitions) {

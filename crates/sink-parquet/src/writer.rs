@@ -88,7 +88,8 @@ impl PartitionedWriter {
                 options.dataset.clone(),
             )]));
         for column in &options.plain_columns {
-            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+            properties =
+                properties.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
         }
         let properties = properties.build();
         Ok(PartitionedWriter {
