@@ -15,6 +15,7 @@
 mod keys;
 mod layout;
 mod progress;
+mod publisher;
 mod quarantine;
 mod replay;
 mod run;

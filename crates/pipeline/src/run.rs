@@ -14,7 +14,7 @@ use delink_decode::DecodeLimits;
 use delink_keystore::{EmbeddedKeyStore, EntityKey, KekSource, KeyStore};
 use delink_model::{Dataset, RawBatch, Scope};
 use delink_policy::Plan;
-use delink_sink_parquet::{PartitionedWriter, SealedFile, WriterOptions, publish};
+use delink_sink_parquet::{PartitionedWriter, WriterOptions};
 use delink_source_ndjson::{NdjsonSource, SourceOptions};
 use delink_telemetry::Metrics;
 use delink_transform::{arrow_schema, distinct_valued_columns};
@@ -22,6 +22,7 @@ use delink_transform::{arrow_schema, distinct_valued_columns};
 use crate::Progress;
 use crate::keys::KeyCache;
 use crate::layout::{DataLayout, date_partition, utc_day};
+use crate::publisher::{SealedSegment, publish_segments};
 use crate::quarantine::{QuarantineSealer, purge_expired, quarantine_schema};
 use crate::replay::ReplayWindow;
 use crate::summary::RunSummary;
@@ -76,13 +77,19 @@ impl Pipeline {
         let today = utc_day(chrono::Utc::now().timestamp_micros());
         let today_name = date_partition(today);
         let context = Arc::new(self.worker_context(&today_name)?);
-        let mut ordered = OrderedStage::new(self, &context, today_name)?;
+        let (publish_tx, publish_rx) = sync_channel(1);
+        let mut ordered = OrderedStage::new(self, &context, today_name, publish_tx)?;
         let workers = self.config.workers();
         let (work_tx, work_rx) = sync_channel::<(u64, RawBatch)>(workers * 2);
         let (done_tx, done_rx) = sync_channel(workers * 2);
         let work_rx = Arc::new(Mutex::new(work_rx));
 
         let outcome = std::thread::scope(|scope| {
+            let store = Arc::clone(&self.store);
+            let metrics = Arc::clone(&self.metrics);
+            let publisher = std::thread::Builder::new()
+                .name("delink-publisher".to_owned())
+                .spawn_scoped(scope, move || publish_segments(publish_rx, store, metrics))?;
             let reader = std::thread::Builder::new()
                 .name("delink-reader".to_owned())
                 .spawn_scoped(scope, || self.read_inputs(inputs, work_tx))?;
@@ -96,12 +103,19 @@ impl Pipeline {
             }
             drop(done_tx);
             let ordered_result = ordered.consume(done_rx, on_progress);
+            ordered.publisher = None;
             let reader_result = reader
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("the input reader panicked")));
-            ordered_result.and(reader_result)
+            let published = publisher
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the publisher panicked")));
+            // The publisher's own error explains an ordered stage that found it gone.
+            published.and_then(|published| ordered_result.and(reader_result).map(|()| published))
         });
-        outcome?;
+        let published = outcome?;
+        ordered.progress.files_published = published.files;
+        ordered.progress.segments_published = published.segments;
         if ordered.segment_open {
             return Err(anyhow!(
                 "the input ended inside a segment that was never closed"
@@ -196,6 +210,8 @@ struct OrderedStage<'p> {
     progress: Progress,
     segment_open: bool,
     segment_rows: BTreeMap<Dataset, u64>,
+    /// Hands sealed segments to the publisher thread; dropped to let it finish.
+    publisher: Option<SyncSender<SealedSegment>>,
 }
 
 impl<'p> OrderedStage<'p> {
@@ -203,6 +219,7 @@ impl<'p> OrderedStage<'p> {
         pipeline: &'p Pipeline,
         context: &WorkerContext,
         quarantine_partition: String,
+        publisher: SyncSender<SealedSegment>,
     ) -> Result<Self> {
         let output = &pipeline.config.output;
         let plan = &pipeline.plan;
@@ -236,6 +253,7 @@ impl<'p> OrderedStage<'p> {
             progress: Progress::default(),
             segment_open: false,
             segment_rows: BTreeMap::new(),
+            publisher: Some(publisher),
         })
     }
 
@@ -303,7 +321,7 @@ impl<'p> OrderedStage<'p> {
         self.count(&processed, duplicates);
         self.segment_open = !processed.closes_segment;
         if processed.closes_segment {
-            self.publish_segment()?;
+            self.seal_segment()?;
         }
         Ok(())
     }
@@ -333,43 +351,33 @@ impl<'p> OrderedStage<'p> {
         }
     }
 
-    /// Seals every file of the segment, makes its keys durable, then publishes it.
-    fn publish_segment(&mut self) -> Result<()> {
-        let timer = self.pipeline.metrics.publish_duration.start_timer();
-        let mut sealed: Vec<SealedFile> = Vec::new();
+    /// Seals every file of the segment and hands them to the publisher.
+    fn seal_segment(&mut self) -> Result<()> {
+        let mut files = Vec::new();
         for (output, writer) in [
             ("history", &mut self.history),
             ("devices", &mut self.devices),
             ("quarantine", &mut self.quarantine),
         ] {
-            let files = writer.seal_segment()?;
-            self.pipeline
-                .metrics
-                .files_published
-                .with_label_values(&[output])
-                .inc_by(files.len() as u64);
-            sealed.extend(files);
+            files.extend(
+                writer
+                    .seal_segment()?
+                    .into_iter()
+                    .map(|file| (output, file)),
+            );
         }
-        self.pipeline
-            .store
-            .sync()
-            .context("cannot make new keys durable; the segment is not published")?;
-        publish(&sealed)?;
-        let metrics = &self.pipeline.metrics;
-        for (dataset, rows) in std::mem::take(&mut self.segment_rows) {
-            metrics
-                .rows_written
-                .with_label_values(&[dataset.as_str()])
-                .inc_by(rows);
+        let rows = std::mem::take(&mut self.segment_rows);
+        for (dataset, count) in &rows {
             match dataset {
-                Dataset::History => self.progress.history_rows += rows,
-                Dataset::Devices => self.progress.devices_rows += rows,
+                Dataset::History => self.progress.history_rows += count,
+                Dataset::Devices => self.progress.devices_rows += count,
             }
         }
-        metrics.segments_published.inc();
-        self.progress.files_published += sealed.len() as u64;
-        self.progress.segments_published += 1;
-        timer.observe_duration();
-        Ok(())
+        let Some(publisher) = &self.publisher else {
+            return Err(anyhow!("the publisher has already been closed"));
+        };
+        publisher
+            .send(SealedSegment { files, rows })
+            .map_err(|_| anyhow!("the publisher stopped"))
     }
 }

@@ -32,9 +32,10 @@ pub struct WriterOptions {
     pub plain_columns: Vec<String>,
 }
 
-/// A closed, fsynced file waiting under `.staging/` to be published.
+/// A closed file (footer written) waiting under `.staging/` to be published.
 #[derive(Debug)]
 pub struct SealedFile {
+    file: File,
     staged: PathBuf,
     final_path: PathBuf,
     /// Rows in the file.
@@ -181,8 +182,8 @@ impl PartitionedWriter {
         }
     }
 
-    /// Closes every open file of the segment (footer written, data fsynced) without
-    /// making it visible; the caller publishes them with [`publish`].
+    /// Closes every open file of the segment (footer written) without making it
+    /// visible; the caller publishes them with [`publish`], which fsyncs them first.
     pub fn seal_segment(&mut self) -> Result<Vec<SealedFile>> {
         let open = std::mem::take(&mut self.open);
         let mut sealed = Vec::with_capacity(open.len());
@@ -195,10 +196,8 @@ impl PartitionedWriter {
                     path: staged.clone(),
                     source: Box::new(source),
                 })?;
-            inner
-                .sync_all()
-                .map_err(io("syncing a staged file", &staged))?;
             sealed.push(SealedFile {
+                file: inner,
                 staged,
                 final_path: file.final_path,
                 rows: file.rows,
@@ -208,9 +207,14 @@ impl PartitionedWriter {
     }
 }
 
-/// Publishes sealed files: each is renamed into its partition (replacing a file of the
-/// same name from an earlier run), then each partition directory is fsynced.
+/// Publishes sealed files: each is fsynced, then renamed into its partition (replacing a
+/// file of the same name from an earlier run), then each partition directory is fsynced.
 pub fn publish(files: &[SealedFile]) -> Result<()> {
+    for file in files {
+        file.file
+            .sync_all()
+            .map_err(io("syncing a staged file", &file.staged))?;
+    }
     let mut directories = std::collections::BTreeSet::new();
     for file in files {
         fs::rename(&file.staged, &file.final_path)

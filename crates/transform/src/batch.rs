@@ -12,7 +12,7 @@ use delink_model::{Field, Observation, Scope, ValueType};
 use delink_policy::{Action, Column, DatasetPlan};
 
 use crate::generalise::{floor_to_grid, truncate_micros};
-use crate::pseudonym::{PSEUDONYM_HEX_LEN, hex_into, pseudonym};
+use crate::pseudonym::{ContextTag, PSEUDONYM_HEX_LEN, context_tag, hex_into, pseudonym};
 use crate::value::{Value, value_of};
 use crate::{KeyBytes, ObservationKeys};
 
@@ -109,6 +109,8 @@ pub struct DatasetBatchBuilder<'p> {
     plan: &'p DatasetPlan,
     schema: SchemaRef,
     builders: Vec<ColumnBuilder>,
+    /// The context tag of each pseudonymised column, by column index.
+    context_tags: Vec<Option<ContextTag>>,
     rows: usize,
 }
 
@@ -120,10 +122,19 @@ impl<'p> DatasetBatchBuilder<'p> {
             .iter()
             .map(|field| ColumnBuilder::for_type(field.data_type()))
             .collect();
+        let context_tags = plan
+            .columns
+            .iter()
+            .map(|column| match &column.action {
+                Action::Pseudonymise { context, .. } => Some(context_tag(context)),
+                _ => None,
+            })
+            .collect();
         DatasetBatchBuilder {
             plan,
             schema,
             builders,
+            context_tags,
             rows: 0,
         }
     }
@@ -140,8 +151,9 @@ impl<'p> DatasetBatchBuilder<'p> {
 
     /// Appends the row of one observation.
     pub fn append(&mut self, observation: &Observation<'_>, keys: &ObservationKeys<'_>) {
-        for (column, builder) in self.plan.columns.iter().zip(&mut self.builders) {
-            append_column(builder, column, observation, keys);
+        let columns = self.plan.columns.iter().zip(&self.context_tags);
+        for ((column, tag), builder) in columns.zip(&mut self.builders) {
+            append_column(builder, column, tag.as_ref(), observation, keys);
         }
         self.rows += 1;
     }
@@ -173,11 +185,11 @@ fn key_of<'k>(scope: Scope, keys: &ObservationKeys<'k>) -> Option<&'k KeyBytes> 
 fn append_pseudonym(
     builder: &mut StringBuilder,
     key: Option<&KeyBytes>,
-    context: &str,
+    context: Option<&ContextTag>,
     id: Option<&str>,
 ) {
-    match (key, id) {
-        (Some(key), Some(id)) => {
+    match (key, context, id) {
+        (Some(key), Some(context), Some(id)) => {
             let mut buffer = [0u8; PSEUDONYM_HEX_LEN];
             builder.append_value(hex_into(&pseudonym(key, context, id), &mut buffer));
         }
@@ -188,19 +200,16 @@ fn append_pseudonym(
 fn append_column(
     builder: &mut ColumnBuilder,
     column: &Column,
+    context: Option<&ContextTag>,
     observation: &Observation<'_>,
     keys: &ObservationKeys<'_>,
 ) {
     let value = value_of(observation, column.field);
     match (builder, &column.action, value) {
-        (ColumnBuilder::Utf8(b), Action::Pseudonymise { scope, context }, Value::Str(id)) => {
+        (ColumnBuilder::Utf8(b), Action::Pseudonymise { scope, .. }, Value::Str(id)) => {
             append_pseudonym(b, key_of(*scope, keys), context, id);
         }
-        (
-            ColumnBuilder::Utf8List(b),
-            Action::Pseudonymise { scope, context },
-            Value::StrList(ids),
-        ) => {
+        (ColumnBuilder::Utf8List(b), Action::Pseudonymise { scope, .. }, Value::StrList(ids)) => {
             if ids.is_empty() {
                 b.append_null();
                 return;

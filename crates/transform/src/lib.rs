@@ -12,7 +12,7 @@ mod pseudonym;
 mod value;
 
 pub use batch::{DatasetBatchBuilder, arrow_schema, distinct_valued_columns};
-pub use pseudonym::{PSEUDONYM_HEX_LEN, pseudonym, pseudonym_hex};
+pub use pseudonym::{ContextTag, PSEUDONYM_HEX_LEN, context_tag, pseudonym, pseudonym_hex};
 
 /// A 256-bit entity key as plain bytes.
 pub type KeyBytes = [u8; 32];
