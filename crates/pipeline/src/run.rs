@@ -82,6 +82,8 @@ impl Pipeline {
         let workers = self.config.workers();
         let (work_tx, work_rx) = sync_channel::<(u64, RawBatch)>(workers * 2);
         let (done_tx, done_rx) = sync_channel(workers * 2);
+        // Input buffers go back to the reader, sparing an allocation and its page faults per batch.
+        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 4);
         let work_rx = Arc::new(Mutex::new(work_rx));
 
         let outcome = std::thread::scope(|scope| {
@@ -92,16 +94,20 @@ impl Pipeline {
                 .spawn_scoped(scope, move || publish_segments(publish_rx, store, metrics))?;
             let reader = std::thread::Builder::new()
                 .name("delink-reader".to_owned())
-                .spawn_scoped(scope, || self.read_inputs(inputs, work_tx))?;
+                .spawn_scoped(scope, || self.read_inputs(inputs, work_tx, recycle_rx))?;
             for index in 0..workers {
                 let work_rx = Arc::clone(&work_rx);
                 let done_tx = done_tx.clone();
+                let recycle_tx = recycle_tx.clone();
                 let context = Arc::clone(&context);
                 std::thread::Builder::new()
                     .name(format!("delink-worker-{index}"))
-                    .spawn_scoped(scope, move || work(&work_rx, &done_tx, &context))?;
+                    .spawn_scoped(scope, move || {
+                        work(&work_rx, &done_tx, &recycle_tx, &context)
+                    })?;
             }
             drop(done_tx);
+            drop(recycle_tx);
             let ordered_result = ordered.consume(done_rx, on_progress);
             ordered.publisher = None;
             let reader_result = reader
@@ -155,7 +161,12 @@ impl Pipeline {
         })
     }
 
-    fn read_inputs(&self, inputs: &[PathBuf], work_tx: SyncSender<(u64, RawBatch)>) -> Result<()> {
+    fn read_inputs(
+        &self,
+        inputs: &[PathBuf],
+        work_tx: SyncSender<(u64, RawBatch)>,
+        recycled: Receiver<Vec<u8>>,
+    ) -> Result<()> {
         let options = SourceOptions {
             batch_lines: self.config.input.batch_records,
             segment_lines: self.config.input.segment_records,
@@ -164,7 +175,11 @@ impl Pipeline {
         let mut sequence = 0;
         for input in inputs {
             let mut source = NdjsonSource::open(input, options.clone())?;
-            while let Some(batch) = source.next_batch()? {
+            loop {
+                let buffer = recycled.try_recv().unwrap_or_default();
+                let Some(batch) = source.next_batch_into(buffer)? else {
+                    break;
+                };
                 if work_tx.send((sequence, batch)).is_err() {
                     // The ordered stage stopped; it reports why.
                     return Ok(());
@@ -179,6 +194,7 @@ impl Pipeline {
 fn work(
     work_rx: &Mutex<Receiver<(u64, RawBatch)>>,
     done_tx: &SyncSender<(u64, delink_keystore::Result<ProcessedBatch>)>,
+    recycle_tx: &SyncSender<Vec<u8>>,
     context: &WorkerContext,
 ) {
     let mut cache = KeyCache::default();
@@ -190,10 +206,10 @@ fn work(
         let Ok((sequence, batch)) = next else {
             return;
         };
-        if done_tx
-            .send((sequence, process(context, &mut cache, batch)))
-            .is_err()
-        {
+        let (processed, buffer) = process(context, &mut cache, batch);
+        // A full recycling channel just means the buffer is freed instead.
+        let _ = recycle_tx.try_send(buffer);
+        if done_tx.send((sequence, processed)).is_err() {
             return;
         }
     }

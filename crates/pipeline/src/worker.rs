@@ -60,11 +60,21 @@ struct DayRows<'p> {
     devices_observations: Vec<u32>,
 }
 
-/// Decodes, keys and transforms one batch. Fails only when the key store does.
+/// Decodes, keys and transforms one batch, and hands back its byte buffer for reuse.
+/// Fails only when the key store does.
 pub(crate) fn process(
     context: &WorkerContext,
     cache: &mut KeyCache,
-    batch: RawBatch,
+    mut batch: RawBatch,
+) -> (Result<ProcessedBatch>, Vec<u8>) {
+    let processed = transform_batch(context, cache, &batch);
+    (processed, std::mem::take(&mut batch.data))
+}
+
+fn transform_batch(
+    context: &WorkerContext,
+    cache: &mut KeyCache,
+    batch: &RawBatch,
 ) -> Result<ProcessedBatch> {
     let plan = context.plan.as_ref();
     let mut days: BTreeMap<i32, DayRows<'_>> = BTreeMap::new();
@@ -139,7 +149,7 @@ pub(crate) fn process(
         });
     }
     Ok(ProcessedBatch {
-        segment_stem: batch.segment_stem,
+        segment_stem: batch.segment_stem.clone(),
         closes_segment: batch.closes_segment,
         digests,
         partitions,

@@ -81,7 +81,9 @@ impl PartitionedWriter {
             })?;
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_statistics_enabled(EnabledStatistics::Page)
+            // Chunk statistics prune row groups; page-level ones cost ~5% throughput for little gain
+            // at this row-group size.
+            .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_max_row_group_size(options.row_group_rows)
             .set_created_by(format!("delink {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(vec![KeyValue::new(

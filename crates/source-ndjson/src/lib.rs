@@ -90,6 +90,16 @@ impl NdjsonSource {
 
     /// Reads the next batch; `None` once the input is exhausted.
     pub fn next_batch(&mut self) -> Result<Option<RawBatch>, SourceError> {
+        self.next_batch_into(Vec::new())
+    }
+
+    /// Reads the next batch into `buffer` (cleared first), so callers can recycle
+    /// the byte buffers of batches they are done with.
+    pub fn next_batch_into(
+        &mut self,
+        mut buffer: Vec<u8>,
+    ) -> Result<Option<RawBatch>, SourceError> {
+        buffer.clear();
         if self.finished && !self.segment_open {
             return Ok(None);
         }
@@ -99,6 +109,7 @@ impl NdjsonSource {
         let segment_last_line = segment_first_line + segment_lines - 1;
         let mut batch = RawBatch {
             segment_stem: format!("{}-{segment_first_line:012}", self.tag),
+            data: buffer,
             ..RawBatch::default()
         };
         while batch.records.len() < self.options.batch_lines && self.next_line <= segment_last_line
