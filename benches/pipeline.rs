@@ -3,6 +3,9 @@
 //! `cargo bench --bench pipeline`; data in `benches/data/` (the spec's example and a
 //! worst case near the size cap) and a synthetic mix from `delink-synth`.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};

@@ -34,6 +34,13 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
+    let reads_stdin = args.inputs.iter().any(|input| input.as_os_str() == "-");
+    if reads_stdin && std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no input: pass NDJSON files (delink run FILE…) or pipe observations to stdin; \
+             `delink gen` makes a sample"
+        );
+    }
     let (mut config, plan) = load_settings(&args.settings)?;
     if let Some(workers) = args.workers {
         config.pipeline.workers = workers;
