@@ -1,6 +1,7 @@
 //! The `delink` command: thin glue over `delink-pipeline` and `delink-synth`.
 
 mod gen_command;
+mod quarantine_command;
 mod run_command;
 mod validate_command;
 
@@ -27,6 +28,8 @@ enum Command {
     Gen(gen_command::GenArgs),
     /// Checks the configuration and policy without touching data, and prints the output columns.
     Validate(validate_command::ValidateArgs),
+    /// Inspects the quarantine: counts by reason, or decrypts a day's records for replay.
+    Quarantine(quarantine_command::QuarantineArgs),
 }
 
 /// Options shared by commands that read the configuration.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_command::run(args),
         Command::Gen(args) => gen_command::run(args),
         Command::Validate(args) => validate_command::run(args),
+        Command::Quarantine(args) => quarantine_command::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

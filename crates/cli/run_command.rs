@@ -41,6 +41,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
              `delink gen` makes a sample"
         );
     }
+    for input in args.inputs.iter().filter(|input| input.as_os_str() != "-") {
+        if !input.is_file() {
+            anyhow::bail!("input {} is not a readable file", input.display());
+        }
+    }
     let (mut config, plan) = load_settings(&args.settings)?;
     if let Some(workers) = args.workers {
         config.pipeline.workers = workers;

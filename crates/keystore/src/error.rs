@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
     /// A file operation failed.
-    #[error("key store {action} failed at {path}: {source}")]
+    #[error("key store {action} failed at {path}")]
     Io {
         /// What was being done.
         action: &'static str,

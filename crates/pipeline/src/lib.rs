@@ -12,6 +12,7 @@
 //! input positions, same keys from the store — replaces them with identical
 //! rows. Any key-store or sink failure stops the run (fail closed).
 
+mod inspect;
 mod keys;
 mod layout;
 mod progress;
@@ -22,9 +23,10 @@ mod run;
 mod summary;
 mod worker;
 
+pub use inspect::{QuarantinedRecord, quarantine_counts, quarantined_records};
 pub use keys::subject_entity;
 pub use layout::DataLayout;
 pub use progress::Progress;
 pub use quarantine::open_quarantined;
-pub use run::Pipeline;
+pub use run::{Pipeline, open_key_store};
 pub use summary::RunSummary;

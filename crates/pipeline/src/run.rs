@@ -28,6 +28,13 @@ use crate::replay::ReplayWindow;
 use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, WorkerContext, process};
 
+/// Opens the key store the configuration names, creating it (and its KEK) when new.
+pub fn open_key_store(config: &Config) -> Result<EmbeddedKeyStore> {
+    let layout = DataLayout::new(&config.data_dir);
+    let kek = KekSource::from_env_or_file(config.kek_file());
+    EmbeddedKeyStore::open(&layout.keys(), &kek).context("cannot open the key store")
+}
+
 /// How often the progress callback is called at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -44,9 +51,7 @@ impl Pipeline {
     /// Opens the key store of the data directory (fail closed on any doubt about it).
     pub fn open(config: Config, plan: Plan, metrics: Arc<Metrics>) -> Result<Self> {
         let layout = DataLayout::new(&config.data_dir);
-        let kek = KekSource::from_env_or_file(config.kek_file());
-        let store = EmbeddedKeyStore::open(&layout.keys(), &kek)
-            .context("cannot open the key store; nothing was processed")?;
+        let store = open_key_store(&config).context("nothing was processed")?;
         Ok(Pipeline {
             config,
             plan: Arc::new(plan),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// A file operation failed.
-    #[error("{action} failed at {path}: {source}")]
+    #[error("{action} failed at {path}")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -14,7 +14,7 @@ pub enum SinkError {
         source: std::io::Error,
     },
     /// The Parquet encoder failed.
-    #[error("writing parquet file {path} failed: {source}")]
+    #[error("writing parquet file {path} failed")]
     Parquet {
         /// The file being written.
         path: PathBuf,

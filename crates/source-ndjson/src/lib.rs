@@ -26,7 +26,7 @@ pub struct SourceOptions {
 
 /// Explains why the input could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("reading {input} failed: {source}")]
+#[error("reading {input} failed")]
 pub struct SourceError {
     /// The input's name, as the operator gave it.
     pub input: String,
