@@ -21,6 +21,19 @@ const SPEC_EXAMPLE: &[u8] = include_bytes!("data/spec-example.json");
 const WORST_CASE: &[u8] = include_bytes!("data/worst-case.json");
 const POLICY: &str = include_str!("../config/policy.toml");
 
+/// One key for every entity: the benches measure work, not key lookup.
+const KEY: [u8; 32] = [7; 32];
+
+fn same_key_everywhere<'k>(component_keys: &'k [&'k [u8; 32]]) -> ObservationKeys<'k> {
+    ObservationKeys {
+        subject: Some(&KEY),
+        installation: Some(&KEY),
+        device: &KEY,
+        components: component_keys,
+        dataset: &KEY,
+    }
+}
+
 fn synthetic_lines(count: u64) -> Vec<Vec<u8>> {
     Generator::new(SynthConfig::new(count, 42))
         .map(|generated| generated.line)
@@ -52,13 +65,12 @@ fn bench_decode(c: &mut Criterion) {
 
 fn bench_transform(c: &mut Criterion) {
     let plan = delink_policy::compile(POLICY).expect("shipped policy");
-    let key = [7u8; 32];
     let mut group = c.benchmark_group("pseudonymise");
     group.throughput(Throughput::Elements(1));
     group.bench_function("one_identifier", |b| {
         b.iter(|| {
             pseudonym_hex(
-                &key,
+                &KEY,
                 "delink pseudonym v1 history/user.rfid",
                 black_box("04a224b2c13f80"),
             )
@@ -70,14 +82,8 @@ fn bench_transform(c: &mut Criterion) {
         .iter()
         .filter_map(|line| decode(line, &limits).ok())
         .collect();
-    let component_keys = [&key; 4];
-    let keys = ObservationKeys {
-        subject: Some(&key),
-        installation: Some(&key),
-        device: &key,
-        components: &component_keys,
-        dataset: &key,
-    };
+    let component_keys = [&KEY; 4];
+    let keys = same_key_everywhere(&component_keys);
     group.throughput(Throughput::Elements(decoded.len() as u64));
     for dataset in Dataset::ALL {
         let dataset_plan = plan.dataset(dataset);
@@ -102,15 +108,8 @@ fn bench_parquet(c: &mut Criterion) {
     let plan = delink_policy::compile(POLICY).expect("shipped policy");
     let lines = synthetic_lines(16_384);
     let limits = DecodeLimits::default();
-    let key = [9u8; 32];
-    let component_keys = [&key; 4];
-    let keys = ObservationKeys {
-        subject: Some(&key),
-        installation: Some(&key),
-        device: &key,
-        components: &component_keys,
-        dataset: &key,
-    };
+    let component_keys = [&KEY; 4];
+    let keys = same_key_everywhere(&component_keys);
     let mut group = c.benchmark_group("parquet_encode");
     for dataset in Dataset::ALL {
         let dataset_plan = plan.dataset(dataset);

@@ -15,10 +15,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use delink_model::Scope;
+use delink_model::{BuildPrehashedHasher, Scope};
 
 use crate::kek::WRAPPED_LEN;
-use crate::tag::{BuildTagHasher, LookupTag, lookup_tag};
+use crate::tag::{LookupTag, lookup_tag};
 use crate::{EntityKey, Kek, KekSource, KeyStore, KeyStoreError, Result};
 
 const MAGIC: &[u8; 4] = b"DLKS";
@@ -34,7 +34,7 @@ pub struct EmbeddedKeyStore {
     log_path: PathBuf,
     kek: Kek,
     index_key: EntityKey,
-    keys: RwLock<HashMap<LookupTag, EntityKey, BuildTagHasher>>,
+    keys: RwLock<HashMap<LookupTag, EntityKey, BuildPrehashedHasher>>,
     /// Records of keys handed out but not yet durable.
     pending: Mutex<Vec<u8>>,
     log: Mutex<File>,
@@ -75,7 +75,7 @@ impl EmbeddedKeyStore {
             .open(&log_path)
             .map_err(io("opening the key store", &log_path))?;
         let mut index_key = None;
-        let mut keys = HashMap::with_hasher(BuildTagHasher::default());
+        let mut keys = HashMap::with_hasher(BuildPrehashedHasher::default());
         for (number, record) in body.chunks_exact(RECORD_LEN).enumerate() {
             let record_number = number as u64;
             let (scope_code, tag, key) = unwrap_record(&kek, record_number, record)?;

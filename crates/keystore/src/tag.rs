@@ -1,7 +1,5 @@
 //! Lookup tags: how a store finds a key without storing the identifier.
 
-use std::hash::{BuildHasherDefault, Hasher};
-
 use delink_model::Scope;
 
 use crate::EntityKey;
@@ -16,27 +14,3 @@ pub(crate) fn lookup_tag(index_key: &EntityKey, scope: Scope, normalised_id: &st
     hasher.update(normalised_id.as_bytes());
     *hasher.finalize().as_bytes()
 }
-
-/// Hashes a lookup tag for a `HashMap` by taking its first eight bytes.
-///
-/// Tags are outputs of a keyed hash an attacker cannot predict, so they are
-/// already uniformly distributed and collision-flooding is not possible.
-#[derive(Default)]
-pub(crate) struct TagHasher(u64);
-
-impl Hasher for TagHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8).take(1) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-}
-
-/// Builds [`TagHasher`]s.
-pub(crate) type BuildTagHasher = BuildHasherDefault<TagHasher>;

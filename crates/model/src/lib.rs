@@ -14,6 +14,7 @@ pub const SCHEMA_V1: &str = "charger.observation.v1";
 mod dataset;
 mod field;
 mod observation;
+mod prehashed;
 mod raw_batch;
 mod rejection;
 mod scope;
@@ -24,6 +25,7 @@ pub use observation::{
     Charger, Component, Installation, Kind, Meter, Network, Observation, Operator, Session, Status,
     SubjectId, User,
 };
+pub use prehashed::{BuildPrehashedHasher, PrehashedHasher};
 pub use raw_batch::{RawBatch, RawRecord};
 pub use rejection::{Rejection, RejectionReason};
 pub use scope::Scope;

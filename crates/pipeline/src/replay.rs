@@ -1,7 +1,8 @@
 //! Replay detection in bounded memory: two generations of digests.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+
+use delink_model::BuildPrehashedHasher;
 
 /// Remembers the digests of recently written observations, so a replay is written once.
 ///
@@ -15,7 +16,7 @@ pub(crate) struct ReplayWindow {
     generation_size: usize,
 }
 
-type DigestSet = HashSet<u128, BuildHasherDefault<DigestHasher>>;
+type DigestSet = HashSet<u128, BuildPrehashedHasher>;
 
 impl ReplayWindow {
     pub(crate) fn new(window: usize) -> Self {
@@ -38,24 +39,6 @@ impl ReplayWindow {
             self.previous = std::mem::take(&mut self.current);
         }
         true
-    }
-}
-
-/// Hashes 128-bit digests by folding them; they are keyed-hash outputs already.
-#[derive(Default)]
-pub(crate) struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
     }
 }
 
