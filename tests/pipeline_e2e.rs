@@ -234,10 +234,24 @@ fn the_summary_and_metrics_account_for_every_line() {
     assert!(runs.metrics.contains(&format!(
         "delink_output_rows_total{{output=\"devices\"}} {valid}"
     )));
-    assert!(
-        runs.metrics
-            .contains("delink_records_rejected_total{reason=\"not_json\"}")
-    );
+    // Every stage reports: source, decode, replay check, sinks, publisher.
+    for series in [
+        format!("delink_input_records_total {lines}"),
+        "delink_input_bytes_total ".to_owned(),
+        "delink_records_rejected_total{reason=\"not_json\"}".to_owned(),
+        "delink_records_duplicate_total ".to_owned(),
+        "delink_unknown_fields_total{field=".to_owned(),
+        "delink_output_rows_total{output=\"history\"}".to_owned(),
+        "delink_output_files_total{output=\"quarantine\"}".to_owned(),
+        "delink_segments_published_total 3".to_owned(),
+        "delink_segment_publish_duration_seconds_count 3".to_owned(),
+    ] {
+        assert!(
+            runs.metrics.contains(&series),
+            "missing {series} in\n{}",
+            runs.metrics
+        );
+    }
     let logs = String::from_utf8_lossy(&runs.logs);
     assert!(logs.contains("progress:") || logs.contains("delink run summary"));
 }

@@ -137,3 +137,51 @@ fn no_input_value_of_a_personal_field_survives() {
         }
     }
 }
+
+mod dropped_fields {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever personal values an observation carries, the shipped policy writes none
+        /// of them (nor any unknown field) to either dataset.
+        #[test]
+        fn dropped_and_unknown_values_never_reach_a_row(
+            email in "[a-z]{6,12}@[a-z]{4,8}\\.no",
+            name in "[A-Z][a-z]{5,9} [A-Z][a-z]{5,9}",
+            phone in "\\+47[0-9]{8}",
+            address in "[A-Z][a-z]{6,10}vegen [0-9]{1,3}",
+            licence in "DL-[0-9]{8}",
+        ) {
+            let mut value: serde_json::Value = serde_json::from_str(EXAMPLE).expect("example");
+            value["user"]["email"] = email.clone().into();
+            value["user"]["name"] = name.clone().into();
+            value["user"]["phone"] = phone.clone().into();
+            value["installation"]["address"] = address.clone().into();
+            value["installation"]["site_name"] = address.clone().into();
+            value["user"]["driver_license"] = licence.clone().into();
+            let text = value.to_string();
+            let decoded = decode(text.as_bytes(), &DecodeLimits::default()).expect("valid");
+            let plan = compile(POLICY).expect("policy");
+            for dataset in delink_model::Dataset::ALL {
+                let dataset_plan = plan.dataset(dataset);
+                let mut builder = DatasetBatchBuilder::new(dataset_plan, arrow_schema(dataset_plan));
+                let keys = ObservationKeys {
+                    subject: Some(&SUBJECT),
+                    installation: Some(&INSTALLATION),
+                    device: &DEVICE,
+                    components: &[&COMPONENT],
+                    dataset: &DATASET,
+                };
+                builder.append(&decoded.observation, &keys);
+                let rendered = format!("{:?}", builder.finish());
+                for secret in [&email, &email.to_lowercase(), &name, &phone, &address, &licence] {
+                    prop_assert!(!rendered.contains(secret.as_str()), "{:?} leaks {}", dataset, secret);
+                }
+            }
+        }
+    }
+}
