@@ -111,6 +111,8 @@ impl Pipeline {
                         work(&work_rx, &done_tx, &recycle_tx, &context)
                     })?;
             }
+            // Only the workers may hold these, so that a stage that stops unblocks the others.
+            drop(work_rx);
             drop(done_tx);
             drop(recycle_tx);
             let ordered_result = ordered.consume(done_rx, on_progress);
