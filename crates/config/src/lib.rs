@@ -110,7 +110,7 @@ impl Default for Config {
 impl Default for InputConfig {
     fn default() -> Self {
         InputConfig {
-            batch_records: 4096,
+            batch_records: 16384,
             segment_records: 1_000_000,
             max_record_bytes: 64 * 1024,
             replay_window: 2_000_000,
