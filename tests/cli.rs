@@ -174,3 +174,64 @@ fn quarantined_records_can_be_listed_exported_and_replayed() {
         serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
     assert_eq!(summary["quarantined"], total);
 }
+
+#[test]
+fn a_wrong_kek_stops_the_run_before_anything_is_written() {
+    const KEK: &str = "1:0101010101010101010101010101010101010101010101010101010101010101";
+    const OTHER: &str = "1:0202020202020202020202020202020202020202020202020202020202020202";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let input = dir.path().join("in.ndjson");
+    run_ok(
+        delink()
+            .args(["gen", "--count", "300", "--output"])
+            .arg(&input),
+    );
+    run_ok(
+        delink()
+            .arg("run")
+            .arg(&input)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("DELINK_KEK", KEK),
+    );
+    assert!(
+        !data.join("keys/kek").exists(),
+        "a KEK from the environment is never written to disk"
+    );
+    let listing = |root: &std::path::Path| {
+        let mut files = Vec::new();
+        for output in ["history", "devices", "quarantine"] {
+            files.extend(crate::util::visible_files(&root.join(output)));
+        }
+        files
+            .iter()
+            .map(|f| {
+                (
+                    f.clone(),
+                    std::fs::metadata(f)
+                        .expect("meta")
+                        .modified()
+                        .expect("mtime"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = listing(&data);
+    let output = delink()
+        .arg("run")
+        .arg(&input)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("DELINK_KEK", OTHER)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fails authentication"), "{stderr}");
+    assert!(
+        !stderr.contains("0202020202"),
+        "the KEK never appears in an error"
+    );
+    assert_eq!(listing(&data), before, "nothing was rewritten");
+}
