@@ -1,6 +1,30 @@
 //! The command line: help, validation and errors that say what to do.
 
+use std::path::PathBuf;
+
 use crate::util::{delink, run_ok};
+
+/// A scratch directory holding a generated input and room for a data directory.
+struct Scratch {
+    dir: tempfile::TempDir,
+    input: PathBuf,
+    data: PathBuf,
+}
+
+/// Generates an input with `delink gen <gen_args>` into a fresh scratch directory.
+fn scratch(gen_args: &[&str]) -> Scratch {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    let data = dir.path().join("data");
+    run_ok(
+        delink()
+            .arg("gen")
+            .args(gen_args)
+            .arg("--output")
+            .arg(&input),
+    );
+    Scratch { dir, input, data }
+}
 
 #[test]
 fn help_lists_the_commands() {
@@ -51,14 +75,11 @@ fn a_policy_that_writes_personal_data_in_clear_is_refused_before_any_work() {
 
 #[test]
 fn a_store_without_its_kek_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let input = dir.path().join("in.ndjson");
-    run_ok(
-        delink()
-            .args(["gen", "--count", "50", "--output"])
-            .arg(&input),
-    );
+    let Scratch {
+        dir: _dir,
+        input,
+        data,
+    } = scratch(&["--count", "50"]);
     run_ok(delink().arg("run").arg(&input).arg("--data-dir").arg(&data));
     std::fs::remove_file(data.join("keys/kek")).expect("remove kek");
     let output = delink()
@@ -99,23 +120,8 @@ fn generated_input_is_deterministic() {
 
 #[test]
 fn quarantined_records_can_be_listed_exported_and_replayed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let input = dir.path().join("in.ndjson");
-    run_ok(
-        delink()
-            .args([
-                "gen",
-                "--count",
-                "2000",
-                "--seed",
-                "5",
-                "--bad-fraction",
-                "0.1",
-                "--output",
-            ])
-            .arg(&input),
-    );
+    let Scratch { dir, input, data } =
+        scratch(&["--count", "2000", "--seed", "5", "--bad-fraction", "0.1"]);
     run_ok(delink().arg("run").arg(&input).arg("--data-dir").arg(&data));
     let listed = run_ok(
         delink()
@@ -179,14 +185,11 @@ fn quarantined_records_can_be_listed_exported_and_replayed() {
 fn a_wrong_kek_stops_the_run_before_anything_is_written() {
     const KEK: &str = "1:0101010101010101010101010101010101010101010101010101010101010101";
     const OTHER: &str = "1:0202020202020202020202020202020202020202020202020202020202020202";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let input = dir.path().join("in.ndjson");
-    run_ok(
-        delink()
-            .args(["gen", "--count", "300", "--output"])
-            .arg(&input),
-    );
+    let Scratch {
+        dir: _dir,
+        input,
+        data,
+    } = scratch(&["--count", "300"]);
     run_ok(
         delink()
             .arg("run")

@@ -16,7 +16,12 @@ const COMPONENT: KeyBytes = [4; 32];
 const DATASET: KeyBytes = [5; 32];
 
 fn rows(plan: &Plan, dataset: delink_model::Dataset) -> RecordBatch {
-    let decoded = decode(EXAMPLE.as_bytes(), &DecodeLimits::default()).expect("valid example");
+    rows_of(EXAMPLE, plan, dataset)
+}
+
+/// Decodes one observation and builds its row of `dataset` under fixed test keys.
+fn rows_of(text: &str, plan: &Plan, dataset: delink_model::Dataset) -> RecordBatch {
+    let decoded = decode(text.as_bytes(), &DecodeLimits::default()).expect("valid observation");
     let plan = plan.dataset(dataset);
     let mut builder = DatasetBatchBuilder::new(plan, arrow_schema(plan));
     let keys = ObservationKeys {
@@ -164,20 +169,9 @@ mod dropped_fields {
             value["installation"]["site_name"] = address.clone().into();
             value["user"]["driver_license"] = licence.clone().into();
             let text = value.to_string();
-            let decoded = decode(text.as_bytes(), &DecodeLimits::default()).expect("valid");
             let plan = compile(POLICY).expect("policy");
             for dataset in delink_model::Dataset::ALL {
-                let dataset_plan = plan.dataset(dataset);
-                let mut builder = DatasetBatchBuilder::new(dataset_plan, arrow_schema(dataset_plan));
-                let keys = ObservationKeys {
-                    subject: Some(&SUBJECT),
-                    installation: Some(&INSTALLATION),
-                    device: &DEVICE,
-                    components: &[&COMPONENT],
-                    dataset: &DATASET,
-                };
-                builder.append(&decoded.observation, &keys);
-                let rendered = format!("{:?}", builder.finish());
+                let rendered = format!("{:?}", rows_of(&text, &plan, dataset));
                 for secret in [&email, &email.to_lowercase(), &name, &phone, &address, &licence] {
                     prop_assert!(!rendered.contains(secret.as_str()), "{:?} leaks {}", dataset, secret);
                 }
