@@ -14,7 +14,7 @@ use crate::seal::{NONCE_LEN, TAG_LEN};
 use crate::{EntityKey, KeyStoreError, Result};
 
 /// Name of the environment variable that may carry the KEK (`<version>:<64 hex>` or `<64 hex>`).
-pub const KEK_ENV: &str = "DELINK_KEK";
+pub(crate) const KEK_ENV: &str = "DELINK_KEK";
 
 /// Length of a wrapped entity key: nonce ‖ 32-byte key ciphertext ‖ tag.
 pub(crate) const WRAPPED_LEN: usize = NONCE_LEN + 32 + TAG_LEN;

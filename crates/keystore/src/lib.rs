@@ -23,7 +23,7 @@ mod tag;
 
 pub use embedded::EmbeddedKeyStore;
 pub use error::{KeyStoreError, Result};
-pub use kek::{KEK_ENV, Kek, KekSource};
+pub use kek::{Kek, KekSource};
 pub use key::EntityKey;
 pub use seal::{open_sealed, seal};
 

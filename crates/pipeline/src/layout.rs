@@ -16,11 +16,6 @@ impl DataLayout {
         }
     }
 
-    /// Returns the data directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Returns the root of one dataset (`history/` or `devices/`).
     pub fn dataset(&self, dataset: Dataset) -> PathBuf {
         self.root.join(dataset.as_str())

@@ -61,16 +61,6 @@ impl Pipeline {
         })
     }
 
-    /// Returns the data layout.
-    pub fn layout(&self) -> &DataLayout {
-        &self.layout
-    }
-
-    /// Returns the key store (read access for tools and tests).
-    pub fn key_store(&self) -> &dyn KeyStore {
-        self.store.as_ref()
-    }
-
     /// Processes every input in order and returns the summary. `on_progress` is called
     /// about once a second.
     pub fn run(

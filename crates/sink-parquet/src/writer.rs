@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -105,23 +106,22 @@ impl PartitionedWriter {
         })
     }
 
-    /// Returns the schema every file of this output has.
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
     /// Appends `batch` to the file of `partition` (a `key=value` directory name) in the
     /// current segment, opening it as `part-<file_stem>.parquet` when needed.
     pub fn write(&mut self, partition: &str, file_stem: &str, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if !self.open.contains_key(partition) {
-            let file = self.open_file(partition, file_stem)?;
-            self.open.insert(partition.to_owned(), file);
-        }
-        let Some(file) = self.open.get_mut(partition) else {
-            unreachable!("inserted above")
+        let file = match self.open.entry(partition.to_owned()) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(slot) => slot.insert(open_file(
+                &self.root,
+                &self.staging,
+                &self.schema,
+                &self.properties,
+                partition,
+                file_stem,
+            )?),
         };
         file.writer
             .write(batch)
@@ -131,26 +131,6 @@ impl PartitionedWriter {
             })?;
         file.rows += batch.num_rows() as u64;
         self.keep_within_budget()
-    }
-
-    fn open_file(&self, partition: &str, file_stem: &str) -> Result<OpenFile> {
-        let file_name = format!("part-{file_stem}.parquet");
-        let partition_dir = self.root.join(partition);
-        fs::create_dir_all(&partition_dir)
-            .map_err(io("creating a partition directory", &partition_dir))?;
-        let staged = self.staging.join(format!("{partition}--{file_name}.tmp"));
-        let file = File::create(&staged).map_err(io("creating a staged file", &staged))?;
-        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties.clone()))
-            .map_err(|source| SinkError::Parquet {
-                path: staged.clone(),
-                source: Box::new(source),
-            })?;
-        Ok(OpenFile {
-            writer,
-            staged,
-            final_path: partition_dir.join(file_name),
-            rows: 0,
-        })
     }
 
     /// Flushes the largest buffered row group while the total exceeds the budget.
@@ -207,6 +187,36 @@ impl PartitionedWriter {
         }
         Ok(sealed)
     }
+}
+
+/// Opens the staged file of one partition and segment.
+fn open_file(
+    root: &Path,
+    staging: &Path,
+    schema: &SchemaRef,
+    properties: &WriterProperties,
+    partition: &str,
+    file_stem: &str,
+) -> Result<OpenFile> {
+    let file_name = format!("part-{file_stem}.parquet");
+    let partition_dir = root.join(partition);
+    fs::create_dir_all(&partition_dir)
+        .map_err(io("creating a partition directory", &partition_dir))?;
+    let staged = staging.join(format!("{partition}--{file_name}.tmp"));
+    let file = File::create(&staged).map_err(io("creating a staged file", &staged))?;
+    let writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(properties.clone())).map_err(|source| {
+            SinkError::Parquet {
+                path: staged.clone(),
+                source: Box::new(source),
+            }
+        })?;
+    Ok(OpenFile {
+        writer,
+        staged,
+        final_path: partition_dir.join(file_name),
+        rows: 0,
+    })
 }
 
 /// Publishes sealed files: each is fsynced, then renamed into its partition (replacing a

@@ -83,11 +83,6 @@ impl NdjsonSource {
         }
     }
 
-    /// Returns the input's name as the operator gave it.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Reads the next batch; `None` once the input is exhausted.
     pub fn next_batch(&mut self) -> Result<Option<RawBatch>, SourceError> {
         self.next_batch_into(Vec::new())
