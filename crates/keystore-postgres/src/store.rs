@@ -1,0 +1,641 @@
+//! The PostgreSQL key store: one row per entity key, shared by every handle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use delink_keystore::{
+    Entity, EntityKey, JournalEvent, JournalKind, KekSource, KeyStore, KeyStoreError, Keyring,
+    LookupTag, Result, UnwrapFailure, WRAPPED_LEN, lookup_tag, wrap_aad,
+};
+use delink_model::{BuildPrehashedHasher, Scope};
+use postgres::config::Host;
+use postgres::{Client, Config, GenericClient};
+
+use crate::error::{backend, broken};
+use crate::pool::Pool;
+use crate::schema;
+
+/// Connections per handle: enough that worker threads missing the cache at
+/// once rarely wait, few enough that many processes fit `max_connections`.
+const POOL_SIZE: usize = 4;
+/// How long opening a connection may take when the URL sets no `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often `key_for` retries when the row it lost a race to is erased before it is read.
+const CREATE_ATTEMPTS: usize = 3;
+/// The record number errors give for the index key.
+const INDEX_RECORD: u64 = 0;
+/// The scope code the index key's associated data is bound to.
+const INDEX_SCOPE_CODE: u8 = 0;
+
+const INSERT_KEY: &str = "INSERT INTO delink_keys (tag, scope, epoch, kek_version, wrapped) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tag) DO NOTHING";
+const SELECT_KEY: &str = "SELECT record, kek_version, wrapped FROM delink_keys WHERE tag = $1";
+const BUMP_GENERATION: &str = "UPDATE delink_generation SET value = value + 1";
+
+/// One cached key and what it belongs to, so a purge can drop exactly its epochs.
+struct CachedKey {
+    key: EntityKey,
+    scope_code: u8,
+    epoch: u32,
+}
+
+type KeyCache = HashMap<LookupTag, CachedKey, BuildPrehashedHasher>;
+
+/// Keeps entity keys in PostgreSQL, so that several pipeline processes share them.
+///
+/// Every handle caches the keys it has seen; a miss costs one round trip and
+/// a new key is committed before it is handed out. Erasures reach other
+/// handles through a generation counter row that [`KeyStore::refresh`] reads.
+pub struct PostgresKeyStore {
+    /// The connection target without its password, for messages.
+    target: String,
+    pool: Pool,
+    keyring: RwLock<Keyring>,
+    index_key: EntityKey,
+    keys: RwLock<KeyCache>,
+    /// The store's generation counter as this handle last read it.
+    store_generation: Mutex<i64>,
+    /// This handle's generation: moves when it learns of an erasure.
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for PostgresKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresKeyStore")
+            .field("target", &self.target)
+            .field("kek_versions", &self.keyring().versions())
+            .field("cached_keys", &self.cache().len())
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresKeyStore {
+    /// Opens the store at `url` (a `postgres://` URL or a libpq key-value
+    /// string), creating its tables and index key when the database has none.
+    ///
+    /// The KEK is generated (when `kek` names a missing file) only for a store
+    /// without an index key; a store with one refuses a missing KEK and a
+    /// keyring that cannot unwrap its index key (fail closed).
+    pub fn open(url: &str, kek: &KekSource) -> Result<Self> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|_| broken("reading the connection url", "malformed url"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("delink");
+        }
+        let target = describe(&config);
+        let pool = Pool::new(config, POOL_SIZE);
+        pool.with_client(|client| schema::ensure(client).map_err(backend("creating the schema")))?;
+        let stored = pool.with_client(read_index_key)?;
+        let mut keyring =
+            Keyring::load(kek, stored.is_none())?.ok_or_else(|| KeyStoreError::KekMissing {
+                path: PathBuf::from(&target),
+            })?;
+        let index_key = match stored {
+            Some(stored) => stored.unwrap_with(&keyring)?,
+            None => create_index_key(&pool, &mut keyring)?,
+        };
+        let store_generation = pool.with_client(|client| {
+            client
+                .query_one("SELECT value FROM delink_generation", &[])
+                .map(|row| row.get::<_, i64>(0))
+                .map_err(backend("reading the generation"))
+        })?;
+        Ok(PostgresKeyStore {
+            target,
+            pool,
+            keyring: RwLock::new(keyring),
+            index_key,
+            keys: RwLock::new(HashMap::with_hasher(BuildPrehashedHasher::default())),
+            store_generation: Mutex::new(store_generation),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    fn keyring(&self) -> RwLockReadGuard<'_, Keyring> {
+        self.keyring.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cache(&self) -> RwLockReadGuard<'_, KeyCache> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cache_mut(&self) -> RwLockWriteGuard<'_, KeyCache> {
+        self.keys.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cached(&self, tag: &LookupTag) -> Option<EntityKey> {
+        self.cache().get(tag).map(|cached| cached.key.clone())
+    }
+
+    /// Caches a key read or made at `generation`, unless an erasure was
+    /// learnt of since (the key may be the erased one); returns the key to use.
+    fn remember(
+        &self,
+        tag: LookupTag,
+        entity: &Entity<'_>,
+        key: EntityKey,
+        generation: u64,
+    ) -> EntityKey {
+        let mut keys = self.cache_mut();
+        if self.generation.load(Ordering::Acquire) != generation {
+            return key;
+        }
+        keys.entry(tag)
+            .or_insert(CachedKey {
+                key,
+                scope_code: entity.scope.code(),
+                epoch: entity.epoch,
+            })
+            .key
+            .clone()
+    }
+
+    /// Notes an erasure this handle made or learnt of, dropping the affected cached keys.
+    fn forget(&self, keep: impl FnMut(&LookupTag, &mut CachedKey) -> bool) {
+        let mut keys = self.cache_mut();
+        keys.retain(keep);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Reads the entity's row and unwraps it.
+    fn read_key(
+        &self,
+        client: &mut impl GenericClient,
+        keyring: &Keyring,
+        tag: &LookupTag,
+        entity: &Entity<'_>,
+    ) -> Result<Option<EntityKey>> {
+        let row = client
+            .query_opt(SELECT_KEY, &[&&tag[..]])
+            .map_err(backend("reading a key"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let wrapped = StoredKey {
+            record: row.get(0),
+            kek_version: row.get(1),
+            wrapped: row.get(2),
+        };
+        let aad = wrap_aad(entity.scope.code(), entity.epoch, tag);
+        wrapped.unwrap_with(keyring, &aad).map(Some)
+    }
+
+    /// Deletes rows in one transaction with the generation bump; returns how many.
+    fn delete(
+        &self,
+        action: &'static str,
+        query: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64> {
+        self.pool.with_client(|client| {
+            let mut transaction = client.transaction().map_err(backend(action))?;
+            let deleted = transaction
+                .execute(query, params)
+                .map_err(backend(action))?;
+            if deleted > 0 {
+                transaction
+                    .execute(BUMP_GENERATION, &[])
+                    .map_err(backend(action))?;
+            }
+            transaction.commit().map_err(backend(action))?;
+            Ok(deleted)
+        })
+    }
+
+    /// Compacts the key table after an erasure. PostgreSQL keeps deleted
+    /// tuples until vacuumed; vacuuming frees their space for reuse, but the
+    /// bytes may survive in pages, WAL and backups. What makes them useless is
+    /// that they are wrapped: rotating the KEK and destroying the old version
+    /// (privacy model, "erasure = crypto-shredding") finishes the erasure.
+    fn vacuum(&self) {
+        let vacuumed = self.pool.with_client(|client| {
+            client
+                .batch_execute("VACUUM delink_keys")
+                .map_err(backend("vacuuming the key table"))
+        });
+        if let Err(error) = vacuumed {
+            tracing::warn!(%error, "could not vacuum the key table after an erasure; autovacuum will");
+        }
+    }
+}
+
+impl KeyStore for PostgresKeyStore {
+    fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey> {
+        let tag = lookup_tag(&self.index_key, entity);
+        if let Some(key) = self.cached(&tag) {
+            return Ok(key);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        // Held across the insert so a rotation in this handle cannot slip
+        // between wrapping under the old version and the row landing.
+        let keyring = self.keyring();
+        let fresh = EntityKey::random()?;
+        let aad = wrap_aad(entity.scope.code(), entity.epoch, &tag);
+        let (kek_version, wrapped) = keyring.wrap(&fresh, &aad)?;
+        let scope_code = i16::from(entity.scope.code());
+        let epoch = i64::from(entity.epoch);
+        let kek_version = i64::from(kek_version);
+        let key = self.pool.with_client(|client| {
+            for _ in 0..CREATE_ATTEMPTS {
+                let inserted = client
+                    .execute(
+                        INSERT_KEY,
+                        &[&&tag[..], &scope_code, &epoch, &kek_version, &&wrapped[..]],
+                    )
+                    .map_err(backend("creating a key"))?;
+                if inserted == 1 {
+                    return Ok(fresh.clone());
+                }
+                // Another handle created it first (ON CONFLICT waited for its
+                // commit): everyone uses that one.
+                if let Some(theirs) = self.read_key(client, &keyring, &tag, entity)? {
+                    return Ok(theirs);
+                }
+                // ...unless it was erased in between: try again.
+            }
+            Err(broken(
+                "creating a key",
+                "the key kept being erased while created",
+            ))
+        })?;
+        drop(keyring);
+        Ok(self.remember(tag, entity, key, generation))
+    }
+
+    fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
+        let tag = lookup_tag(&self.index_key, entity);
+        if let Some(key) = self.cached(&tag) {
+            return Ok(Some(key));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let keyring = self.keyring();
+        let found = self
+            .pool
+            .with_client(|client| self.read_key(client, &keyring, &tag, entity))?;
+        drop(keyring);
+        Ok(found.map(|key| self.remember(tag, entity, key, generation)))
+    }
+
+    /// Does nothing: `key_for` commits every new key before handing it out
+    /// (the insert must commit anyway for other handles to see it and agree
+    /// on one key), so every key handed out is already durable.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn erase(&self, entity: &Entity<'_>) -> Result<bool> {
+        let tag = lookup_tag(&self.index_key, entity);
+        let deleted = self.delete(
+            "erasing a key",
+            "DELETE FROM delink_keys WHERE tag = $1",
+            &[&&tag[..]],
+        )? > 0;
+        let was_cached = self.cached(&tag).is_some();
+        if deleted || was_cached {
+            self.forget(|cached_tag, _| *cached_tag != tag);
+        }
+        if deleted {
+            self.vacuum();
+        }
+        Ok(deleted)
+    }
+
+    fn refresh(&self) -> Result<u64> {
+        let (store_generation, index_version) = self.pool.with_client(|client| {
+            client
+                .query_one(
+                    "SELECT (SELECT value FROM delink_generation), \
+                            (SELECT kek_version FROM delink_index_key)",
+                    &[],
+                )
+                .map(|row| (row.get::<_, i64>(0), row.get::<_, Option<i64>>(1)))
+                .map_err(backend("reading the generation"))
+        })?;
+        {
+            let mut seen = self
+                .store_generation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *seen != store_generation {
+                // Which keys were erased is not known here: drop them all.
+                self.forget(|_, _| false);
+                *seen = store_generation;
+            }
+        }
+        // Another process rotated: pick up the new KEK version so new keys
+        // are not wrapped under the one about to be retired.
+        let newest_known = i64::from(self.keyring().current_version());
+        if index_version.is_some_and(|version| version > newest_known) {
+            self.keyring
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .reload()?;
+        }
+        Ok(self.generation())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Re-wraps, in one transaction, every row (and the index key) not under
+    /// the newest version of the reloaded keyring.
+    ///
+    /// Other processes learn of the new version on their next
+    /// [`KeyStore::refresh`] (the index key's version tells them); a key one of
+    /// them creates before that is still wrapped under the old version, so
+    /// check [`KeyStore::keys_per_kek_version`] (and rewrap again) before
+    /// destroying it.
+    fn rewrap(&self) -> Result<u64> {
+        const ACTION: &str = "re-wrapping keys";
+        let mut keyring = self.keyring.write().unwrap_or_else(PoisonError::into_inner);
+        keyring.reload()?;
+        let keyring = &*keyring;
+        let current = i64::from(keyring.current_version());
+        self.pool.with_client(|client| {
+            let mut transaction = client.transaction().map_err(backend(ACTION))?;
+            let index_row = transaction
+                .query_one(
+                    "SELECT kek_version, wrapped FROM delink_index_key FOR UPDATE",
+                    &[],
+                )
+                .map_err(backend(ACTION))?;
+            let index = StoredKey {
+                record: 0,
+                kek_version: index_row.get(0),
+                wrapped: index_row.get(1),
+            };
+            if index.kek_version != current {
+                let index_key = index.unwrap_with(keyring, &index_aad())?;
+                let (version, wrapped) = keyring.wrap(&index_key, &index_aad())?;
+                transaction
+                    .execute(
+                        "UPDATE delink_index_key SET kek_version = $1, wrapped = $2",
+                        &[&i64::from(version), &&wrapped[..]],
+                    )
+                    .map_err(backend(ACTION))?;
+            }
+            let rows = transaction
+                .query(
+                    "SELECT record, kek_version, wrapped, tag, scope, epoch FROM delink_keys \
+                     WHERE kek_version <> $1 FOR UPDATE",
+                    &[&current],
+                )
+                .map_err(backend(ACTION))?;
+            let update = transaction
+                .prepare("UPDATE delink_keys SET kek_version = $2, wrapped = $3 WHERE tag = $1")
+                .map_err(backend(ACTION))?;
+            let mut rewrapped = 0;
+            for row in &rows {
+                let stored = StoredKey {
+                    record: row.get(0),
+                    kek_version: row.get(1),
+                    wrapped: row.get(2),
+                };
+                let tag_bytes: &[u8] = row.get(3);
+                let aad = row_aad(stored.record, tag_bytes, row.get(4), row.get(5))?;
+                let key = stored.unwrap_with(keyring, &aad)?;
+                let (version, wrapped) = keyring.wrap(&key, &aad)?;
+                transaction
+                    .execute(&update, &[&tag_bytes, &i64::from(version), &&wrapped[..]])
+                    .map_err(backend(ACTION))?;
+                rewrapped += 1;
+            }
+            transaction.commit().map_err(backend(ACTION))?;
+            Ok(rewrapped)
+        })
+    }
+
+    fn keys_per_kek_version(&self) -> Result<BTreeMap<u32, u64>> {
+        const ACTION: &str = "counting keys per KEK version";
+        let rows = self.pool.with_client(|client| {
+            client
+                .query(
+                    "SELECT kek_version, count(*) FROM delink_keys GROUP BY kek_version",
+                    &[],
+                )
+                .map_err(backend(ACTION))
+        })?;
+        let mut counts = BTreeMap::new();
+        for row in rows {
+            let version = u32::try_from(row.get::<_, i64>(0))
+                .map_err(|_| broken(ACTION, "a KEK version out of range"))?;
+            counts.insert(version, count(row.get(1)));
+        }
+        Ok(counts)
+    }
+
+    fn erase_device_epochs_before(&self, before_epoch: u32) -> Result<u64> {
+        if before_epoch <= 1 {
+            return Ok(0);
+        }
+        let last_purged = before_epoch - 1;
+        let deleted = self.delete(
+            "purging device epochs",
+            "DELETE FROM delink_keys WHERE scope = $1 AND epoch BETWEEN 1 AND $2",
+            &[&i16::from(Scope::Device.code()), &i64::from(last_purged)],
+        )?;
+        if deleted > 0 {
+            let device = Scope::Device.code();
+            self.forget(|_, cached| {
+                cached.scope_code != device || !(1..before_epoch).contains(&cached.epoch)
+            });
+            self.vacuum();
+        }
+        Ok(deleted)
+    }
+
+    fn append_journal(&self, event: &JournalEvent) -> Result<()> {
+        self.pool.with_client(|client| {
+            client
+                .execute(
+                    "INSERT INTO delink_journal (event) VALUES ($1)",
+                    &[&event.to_json()],
+                )
+                .map(|_| ())
+                .map_err(backend("appending to the journal"))
+        })
+    }
+
+    fn journal(&self) -> Result<Vec<JournalEvent>> {
+        const ACTION: &str = "reading the journal";
+        let rows = self.pool.with_client(|client| {
+            client
+                .query("SELECT event FROM delink_journal ORDER BY seq", &[])
+                .map_err(backend(ACTION))
+        })?;
+        rows.iter()
+            .map(|row| {
+                JournalEvent::from_json(row.get(0))
+                    .ok_or_else(|| broken(ACTION, "a journal line is not a journal event"))
+            })
+            .collect()
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.pool.with_client(|client| {
+            client
+                .query_one("SELECT count(*) FROM delink_keys", &[])
+                .map(|row| count(row.get(0)))
+                .map_err(backend("counting keys"))
+        })
+    }
+}
+
+/// A wrapped key as stored, before it is checked and unwrapped.
+struct StoredKey {
+    record: i64,
+    kek_version: i64,
+    wrapped: Vec<u8>,
+}
+
+impl StoredKey {
+    fn unwrap_with(&self, keyring: &Keyring, aad: &[u8]) -> Result<EntityKey> {
+        let record = u64::try_from(self.record).unwrap_or_default();
+        let version = u32::try_from(self.kek_version)
+            .map_err(|_| broken("unwrapping a key", "a KEK version out of range"))?;
+        let wrapped: &[u8; WRAPPED_LEN] = self
+            .wrapped
+            .as_slice()
+            .try_into()
+            .map_err(|_| broken("unwrapping a key", "a wrapped key of the wrong length"))?;
+        keyring
+            .unwrap_key(version, wrapped, aad)
+            .map_err(|failure| match failure {
+                UnwrapFailure::VersionMissing => {
+                    KeyStoreError::KekVersionMissing { record, version }
+                }
+                UnwrapFailure::Authentication => KeyStoreError::Unwrap { record },
+            })
+    }
+}
+
+/// The index key's row, read on open, before the keyring is loaded.
+struct StoredIndexKey(StoredKey);
+
+impl StoredIndexKey {
+    fn unwrap_with(&self, keyring: &Keyring) -> Result<EntityKey> {
+        self.0.unwrap_with(keyring, &index_aad())
+    }
+}
+
+fn read_index_key(client: &mut Client) -> Result<Option<StoredIndexKey>> {
+    let row = client
+        .query_opt("SELECT kek_version, wrapped FROM delink_index_key", &[])
+        .map_err(backend("reading the index key"))?;
+    Ok(row.map(|row| {
+        StoredIndexKey(StoredKey {
+            record: i64::try_from(INDEX_RECORD).unwrap_or_default(),
+            kek_version: row.get(0),
+            wrapped: row.get(1),
+        })
+    }))
+}
+
+/// Creates the index key of a new store; when another process created one
+/// at the same moment, theirs is used.
+fn create_index_key(pool: &Pool, keyring: &mut Keyring) -> Result<EntityKey> {
+    const ACTION: &str = "creating the index key";
+    let fresh = EntityKey::random()?;
+    let (kek_version, wrapped) = keyring.wrap(&fresh, &index_aad())?;
+    pool.with_client(|client| {
+        let mut transaction = client.transaction().map_err(backend(ACTION))?;
+        let inserted = transaction
+            .execute(
+                "INSERT INTO delink_index_key (kek_version, wrapped) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[&i64::from(kek_version), &&wrapped[..]],
+            )
+            .map_err(backend(ACTION))?;
+        if inserted == 1 {
+            let event = JournalEvent::now(JournalKind::KekInUse { kek_version });
+            transaction
+                .execute(
+                    "INSERT INTO delink_journal (event) VALUES ($1)",
+                    &[&event.to_json()],
+                )
+                .map_err(backend(ACTION))?;
+        }
+        transaction.commit().map_err(backend(ACTION))
+    })?;
+    // Read back whichever index key won, with the keyring as it is now on
+    // disk: if two first runs generated the KEK file at once, the loser's
+    // copy in memory is not the one kept, and it must not wrap anything.
+    keyring.reload()?;
+    let stored = pool
+        .with_client(read_index_key)?
+        .ok_or_else(|| broken(ACTION, "the index key vanished after it was created"))?;
+    stored.unwrap_with(keyring)
+}
+
+fn index_aad() -> [u8; 37] {
+    wrap_aad(INDEX_SCOPE_CODE, 0, &[0; 32])
+}
+
+/// Rebuilds the associated data a row's key is bound to from its columns.
+fn row_aad(record: i64, tag: &[u8], scope: i16, epoch: i64) -> Result<[u8; 37]> {
+    let record = u64::try_from(record).unwrap_or_default();
+    let tag: &LookupTag = tag
+        .try_into()
+        .map_err(|_| KeyStoreError::Unwrap { record })?;
+    let scope = u8::try_from(scope).map_err(|_| KeyStoreError::Unwrap { record })?;
+    let epoch = u32::try_from(epoch).map_err(|_| KeyStoreError::Unwrap { record })?;
+    Ok(wrap_aad(scope, epoch, tag))
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+/// Describes the connection target without its password: `postgres://user@host:port/db`.
+fn describe(config: &Config) -> String {
+    let user = config.get_user().unwrap_or_default();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let database = config.get_dbname().unwrap_or(user);
+    format!(
+        "postgres://{user}@{}:{}/{database}",
+        hosts.join(","),
+        ports.join(",")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_description_leaves_out_the_password() {
+        let config: Config = "postgres://delink:s3cret-pw@db.example:5433/keys"
+            .parse()
+            .expect("url");
+        let shown = describe(&config);
+        assert_eq!(shown, "postgres://delink@db.example:5433/keys");
+    }
+
+    #[test]
+    fn a_malformed_url_says_so_without_echoing_it() {
+        let kek = KekSource::Env(delink_keystore::testkit::TEST_KEK.to_owned());
+        let error = PostgresKeyStore::open("postgres://u:pw-secret@host:notaport/db", &kek)
+            .map(|_| ())
+            .expect_err("malformed");
+        let shown = error.to_string();
+        assert!(shown.contains("malformed url"), "{shown}");
+        assert!(!shown.contains("pw-secret"), "{shown}");
+    }
+}
