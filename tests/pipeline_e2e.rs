@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use delink_keystore::KeyStore;
+use delink_keystore::{Entity, KeyStore};
 use delink_model::{Scope, SubjectId};
 use delink_pipeline::{open_quarantined, subject_entity};
 use delink_transform::pseudonym_hex;
@@ -55,7 +55,7 @@ fn every_valid_observation_is_in_devices_exactly_once() {
     let runs = two_runs();
     let store = open_store_after_runs();
     let devices_key = store
-        .existing_key(Scope::Dataset, "devices")
+        .existing_key(&Entity::new(Scope::Dataset, "devices"))
         .expect("store")
         .expect("devices key");
     let expected: Vec<String> = runs
@@ -91,7 +91,7 @@ fn every_valid_observation_with_a_subject_is_in_history_exactly_once() {
         assert_eq!(subjects.contains_key(&line), has_subject, "line {line}");
         if has_subject {
             let key = store
-                .existing_key(Scope::Subject, &subjects[&line])
+                .existing_key(&Entity::new(Scope::Subject, &subjects[&line]))
                 .expect("store")
                 .expect("subject key");
             expected.push(pseudonym_hex(key.expose(), HISTORY_OBSERVATION, &id));

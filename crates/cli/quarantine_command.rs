@@ -70,7 +70,7 @@ pub(crate) fn run(args: QuarantineArgs) -> anyhow::Result<()> {
                 );
             }
             let store = open_key_store(&config)?;
-            let records = quarantined_records(&layout, &store, &date)?;
+            let records = quarantined_records(&layout, store.as_ref(), &date)?;
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)

@@ -34,6 +34,8 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     /// Parallelism.
     pub pipeline: PipelineConfig,
+    /// Retention of `history/` (the `delink retention` job).
+    pub retention: RetentionConfig,
 }
 
 /// Configures how input is read.
@@ -65,13 +67,54 @@ pub struct OutputConfig {
 }
 
 /// Configures the key store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeystoreConfig {
-    /// `embedded` (a file under the data directory); shared backends follow.
+    /// `embedded` (a file under `<data_dir>/keys`) or `postgres` (shared by many workers).
     pub backend: String,
-    /// KEK file; `<data_dir>/keys/kek` when unset. `DELINK_KEK` takes precedence.
+    /// Connection string of the `postgres` backend, e.g.
+    /// `host=127.0.0.1 user=delink dbname=delink`; `DELINK_POSTGRES_URL` takes precedence.
+    pub postgres_url: Option<String>,
+    /// Keyring (KEK) file; `<data_dir>/keys/kek` when unset. `DELINK_KEK` takes precedence.
     pub kek_file: Option<PathBuf>,
+    /// How often a running worker looks for erasures in the store, in milliseconds.
+    pub refresh_interval_ms: u64,
+    /// The bound announced by `delink erase`: every worker stops using an erased key
+    /// at most this many seconds after the erasure is stored.
+    pub erasure_propagation_secs: u64,
+    /// Device keys rotate every this many days of observation time; 0 = one key per device.
+    pub device_epoch_days: u32,
+    /// Device keys of an epoch are destroyed by `delink keys retire` this many days after the epoch ends.
+    pub device_epoch_retention_days: u32,
+}
+
+impl std::fmt::Debug for KeystoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoreConfig")
+            .field("backend", &self.backend)
+            .field(
+                "postgres_url",
+                &self.postgres_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("kek_file", &self.kek_file)
+            .field("refresh_interval_ms", &self.refresh_interval_ms)
+            .field("erasure_propagation_secs", &self.erasure_propagation_secs)
+            .field("device_epoch_days", &self.device_epoch_days)
+            .field(
+                "device_epoch_retention_days",
+                &self.device_epoch_retention_days,
+            )
+            .finish()
+    }
+}
+
+/// Configures how long `history/` is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// `history/` partitions older than this many days are deleted; 0 = no age limit
+    /// (erased subjects' rows are removed regardless).
+    pub history_days: u32,
 }
 
 /// Configures the quarantine.
@@ -103,6 +146,7 @@ impl Default for Config {
             keystore: KeystoreConfig::default(),
             quarantine: QuarantineConfig::default(),
             pipeline: PipelineConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -132,8 +176,19 @@ impl Default for KeystoreConfig {
     fn default() -> Self {
         KeystoreConfig {
             backend: "embedded".to_owned(),
+            postgres_url: None,
             kek_file: None,
+            refresh_interval_ms: 1000,
+            erasure_propagation_secs: 5,
+            device_epoch_days: 0,
+            device_epoch_retention_days: 35,
         }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { history_days: 1825 }
     }
 }
 
@@ -201,8 +256,26 @@ impl Config {
             "output.buffer_budget_mib must be at least 1",
         );
         check(
-            self.keystore.backend == "embedded",
-            "keystore.backend must be \"embedded\" (the only backend in this build)",
+            ["embedded", "postgres"].contains(&self.keystore.backend.as_str()),
+            "keystore.backend must be \"embedded\" or \"postgres\"",
+        );
+        check(
+            self.keystore.backend != "postgres"
+                || self.keystore.postgres_url.is_some()
+                || std::env::var_os(POSTGRES_URL_ENV).is_some(),
+            "keystore.postgres_url (or DELINK_POSTGRES_URL) must be set for the postgres backend",
+        );
+        check(
+            (10..=60_000).contains(&self.keystore.refresh_interval_ms),
+            "keystore.refresh_interval_ms must be 10..=60000",
+        );
+        check(
+            self.keystore.refresh_interval_ms < self.keystore.erasure_propagation_secs * 1000,
+            "keystore.erasure_propagation_secs must exceed keystore.refresh_interval_ms",
+        );
+        check(
+            self.keystore.device_epoch_days <= 3650,
+            "keystore.device_epoch_days must be at most 3650 (0 turns epochs off)",
         );
         check(
             self.pipeline.workers <= 256,
@@ -223,6 +296,19 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("keys").join("kek"))
     }
 
+    /// Returns the connection string of the `postgres` backend in effect.
+    pub fn postgres_url(&self) -> Option<String> {
+        std::env::var(POSTGRES_URL_ENV)
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .or_else(|| self.keystore.postgres_url.clone())
+    }
+
+    /// Returns the device-key epoch of an observation time (µs); 0 when epochs are off.
+    pub fn device_epoch(&self, observed_at_us: i64) -> u32 {
+        device_epoch(self.keystore.device_epoch_days, observed_at_us)
+    }
+
     /// Returns the number of worker threads in effect.
     pub fn workers(&self) -> usize {
         if self.pipeline.workers > 0 {
@@ -230,6 +316,18 @@ impl Config {
         }
         std::thread::available_parallelism().map_or(2, usize::from)
     }
+}
+
+/// Environment variable that may carry the `postgres` backend's connection string.
+pub const POSTGRES_URL_ENV: &str = "DELINK_POSTGRES_URL";
+
+/// Numbers device-key epochs from 1: epoch `n` covers days `[(n-1)·d, n·d)` since 1970.
+pub fn device_epoch(epoch_days: u32, observed_at_us: i64) -> u32 {
+    if epoch_days == 0 {
+        return 0;
+    }
+    let day = observed_at_us.div_euclid(86_400_000_000).max(0);
+    u32::try_from(day / i64::from(epoch_days) + 1).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -1,172 +1,485 @@
-//! The embedded key store: one append-only file under the data directory.
+//! The embedded key store: one log file under the data directory, shared by
+//! every process on the machine through an advisory lock.
 //!
-//! Layout: an 8-byte header (`DLKS` + format version), then fixed-size
-//! records `scope (1) ‖ lookup tag (32) ‖ KEK version (4, LE) ‖ wrapped key
-//! (72)`. The scope and tag are bound into the AEAD, so a record moved or
-//! altered fails to unwrap. Record scope 0 holds the index key. New keys are
-//! appended and fsynced by [`KeyStore::sync`]; a torn last record (a crash
-//! mid-append, never synced, so never used by a published file) is cut off
-//! on open.
+//! Layout: a 16-byte header (`DLKS`, format version, a random file id that
+//! changes whenever the file is rewritten), then fixed-size records
+//! `kind (1) ‖ lookup tag (32) ‖ KEK version (4) ‖ epoch (4) ‖ wrapped key (72)`.
+//! Kind 0 is the index key, 1–5 an entity key of that scope, [`ERASURE`] an
+//! erasure notice naming a record number, [`SHREDDED`] a record whose key
+//! was overwritten in place. Scope, epoch and tag are bound into the AEAD.
+//!
+//! Every change happens under an exclusive `flock` on `LOCK`, after catching
+//! up with what other handles appended, which makes key creation race-free.
+//! An erasure appends a notice and overwrites the key's record in place;
+//! other handles learn of it from the notice when they next catch up.
+//! Rotation rewrites the file without erased records (new file id); handles
+//! that notice the new file reload it.
 
-use std::collections::HashMap;
-use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
-use std::io::{Read, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use delink_model::{BuildPrehashedHasher, Scope};
 
-use crate::kek::WRAPPED_LEN;
-use crate::tag::{LookupTag, lookup_tag};
-use crate::{EntityKey, Kek, KekSource, KeyStore, KeyStoreError, Result};
+use crate::entity::Redacted;
+use crate::tag::{LookupTag, lookup_tag, wrap_aad};
+use crate::{
+    Entity, EntityKey, JournalEvent, JournalKind, KekSource, KeyStore, KeyStoreError, Keyring,
+    Result, UnwrapFailure, WRAPPED_LEN,
+};
 
 const MAGIC: &[u8; 4] = b"DLKS";
-const FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 8;
-const RECORD_LEN: usize = 1 + 32 + 4 + WRAPPED_LEN;
-const INDEX_SCOPE_CODE: u8 = 0;
+const FORMAT_VERSION: u32 = 2;
+const HEADER_LEN: u64 = 16;
+const RECORD_LEN: usize = 1 + 32 + 4 + 4 + WRAPPED_LEN;
+const INDEX: u8 = 0;
+/// Record kind of an erasure notice; its tag field starts with the erased record's number.
+const ERASURE: u8 = 0xFE;
+/// Record kind of a record whose key was overwritten in place.
+const SHREDDED: u8 = 0xFF;
 const LOG_FILE: &str = "entities.log";
+const JOURNAL_FILE: &str = "journal.log";
 const LOCK_FILE: &str = "LOCK";
 
-/// Keeps entity keys in one file under the data directory, for a single process.
+/// One live key and where it is stored.
+struct Slot {
+    key: EntityKey,
+    record: u64,
+    scope_code: u8,
+    epoch: u32,
+    kek_version: u32,
+}
+
+/// The open log file and how much of it this handle has applied.
+struct Log {
+    file: File,
+    /// Bytes applied so far, always `HEADER_LEN + n * RECORD_LEN`.
+    applied: u64,
+}
+
+/// Keeps entity keys in one file under the data directory; any number of
+/// handles and processes may share it.
 pub struct EmbeddedKeyStore {
-    log_path: PathBuf,
-    kek: Kek,
+    dir: PathBuf,
+    keyring: Mutex<Keyring>,
     index_key: EntityKey,
-    keys: RwLock<HashMap<LookupTag, EntityKey, BuildPrehashedHasher>>,
-    /// Records of keys handed out but not yet durable.
-    pending: Mutex<Vec<u8>>,
-    log: Mutex<File>,
-    /// Holds the exclusive lock on the store for the life of the value.
-    _lock: File,
+    keys: RwLock<HashMap<LookupTag, Slot, BuildPrehashedHasher>>,
+    /// Serialises this handle's reads and writes of the log; taken before the file lock.
+    log: Mutex<Log>,
+    lock_file: File,
+    generation: AtomicU64,
+    unsynced: AtomicBool,
 }
 
 impl std::fmt::Debug for EmbeddedKeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedKeyStore")
-            .field("log_path", &self.log_path)
-            .field("kek_version", &self.kek.version())
-            .field("keys", &self.len())
+            .field("dir", &self.dir)
+            .field("keyring", &*lock(&self.keyring))
+            .field("keys", &self.read_keys().len())
+            .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }
 
+/// Holds the advisory file lock until dropped.
+struct FileLock<'f>(&'f File);
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        // Closing the handle releases the lock too; an unlock error leaves nothing to undo.
+        let _ = self.0.unlock();
+    }
+}
+
 impl EmbeddedKeyStore {
-    /// Opens (or creates) the store in `dir`, taking an exclusive lock on it.
+    /// Opens (or creates) the store in `dir`.
     ///
-    /// A KEK is generated only for a store that holds no key yet; a store with
-    /// keys and no KEK is refused (fail closed).
+    /// A keyring file is generated only for a store that holds no key yet; a
+    /// store with keys and no KEK, or a KEK that does not unwrap them, is
+    /// refused (fail closed).
     pub fn open(dir: &Path, kek_source: &KekSource) -> Result<Self> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(io("creating the key store directory", dir))?;
-        let lock = take_lock(dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("opening the lock file", &lock_path))?;
+        let exclusive = lock_exclusive(&lock_file, &lock_path)?;
         let log_path = dir.join(LOG_FILE);
-        let body = read_body(&log_path)?;
-        let kek =
-            Kek::load(kek_source, body.is_empty())?.ok_or_else(|| KeyStoreError::KekMissing {
+        let created = create_if_absent(&log_path)?;
+        let file = open_log(&log_path)?;
+        let records = read_records(&file, &log_path, HEADER_LEN, true)?;
+        let keyring = Keyring::load(kek_source, records.is_empty())?.ok_or_else(|| {
+            KeyStoreError::KekMissing {
                 path: dir.to_path_buf(),
-            })?;
-        let log = OpenOptions::new()
-            .append(true)
-            .open(&log_path)
-            .map_err(io("opening the key store", &log_path))?;
-        let mut index_key = None;
-        let mut keys = HashMap::with_hasher(BuildPrehashedHasher::default());
-        for (number, record) in body.chunks_exact(RECORD_LEN).enumerate() {
-            let record_number = number as u64;
-            let (scope_code, tag, key) = unwrap_record(&kek, record_number, record)?;
-            if scope_code == INDEX_SCOPE_CODE {
-                index_key.get_or_insert(key);
-            } else {
-                keys.entry(tag).or_insert(key);
             }
+        })?;
+        let loaded = load(&keyring, &records)?;
+        for record in &loaded.unshredded {
+            shred(&file, *record, &log_path)?;
         }
-        let store_needs_index = index_key.is_none();
-        let index_key = match index_key {
+        let mut applied = HEADER_LEN + (records.len() * RECORD_LEN) as u64;
+        let index_key = match loaded.index_key {
             Some(key) => key,
-            None => EntityKey::random()?,
+            None => {
+                let key = EntityKey::random()?;
+                let bytes = encode(&keyring, INDEX, &[0; 32], 0, &key)?;
+                write_record(&file, applied, &bytes, &log_path)?;
+                file.sync_data()
+                    .map_err(io("writing the key store", &log_path))?;
+                applied += RECORD_LEN as u64;
+                key
+            }
         };
+        drop(exclusive);
         let store = EmbeddedKeyStore {
-            log_path,
-            kek,
+            dir: dir.to_path_buf(),
+            keyring: Mutex::new(keyring),
             index_key,
-            keys: RwLock::new(keys),
-            pending: Mutex::new(Vec::new()),
-            log: Mutex::new(log),
-            _lock: lock,
+            keys: RwLock::new(loaded.keys),
+            log: Mutex::new(Log { file, applied }),
+            lock_file,
+            generation: AtomicU64::new(0),
+            unsynced: AtomicBool::new(false),
         };
-        if store_needs_index {
-            let record = store.record(INDEX_SCOPE_CODE, &[0; 32], &store.index_key)?;
-            store.pending_records().extend_from_slice(&record);
-            store.sync()?;
+        if created {
+            let kek_version = lock(&store.keyring).current_version();
+            store.write_journal(&JournalEvent::now(JournalKind::KekInUse { kek_version }))?;
         }
         Ok(store)
     }
 
-    fn record(&self, scope_code: u8, tag: &LookupTag, key: &EntityKey) -> Result<Vec<u8>> {
-        let wrapped = self.kek.wrap(key, &aad(scope_code, tag))?;
-        let mut record = Vec::with_capacity(RECORD_LEN);
-        record.push(scope_code);
-        record.extend_from_slice(tag);
-        record.extend_from_slice(&self.kek.version().to_le_bytes());
-        record.extend_from_slice(&wrapped);
-        Ok(record)
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
     }
 
-    fn pending_records(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn read_keys(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_keys(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
+        self.keys.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cached(&self, tag: &LookupTag) -> Option<EntityKey> {
+        self.read_keys().get(tag).map(|slot| slot.key.clone())
+    }
+
+    /// Runs `change` holding this handle's log and the exclusive file lock, caught up.
+    fn exclusively<T>(&self, change: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
+        let mut log = lock(&self.log);
+        let _lock = lock_exclusive(&self.lock_file, &self.dir.join(LOCK_FILE))?;
+        self.catch_up(&mut log)?;
+        change(&mut log)
+    }
+
+    /// Runs `read` holding this handle's log and a shared file lock, caught up.
+    fn shared<T>(&self, read: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
+        let mut log = lock(&self.log);
+        let lock_path = self.dir.join(LOCK_FILE);
+        self.lock_file
+            .lock_shared()
+            .map_err(io("locking the key store", &lock_path))?;
+        let _lock = FileLock(&self.lock_file);
+        self.catch_up(&mut log)?;
+        read(&mut log)
+    }
+
+    /// Applies what other handles wrote since this one last looked.
+    fn catch_up(&self, log: &mut Log) -> Result<()> {
+        let path = self.log_path();
+        let on_disk = fs::metadata(&path).map_err(io("reading the key store", &path))?;
+        let ours = log
+            .file
+            .metadata()
+            .map_err(io("reading the key store", &path))?;
+        if on_disk.ino() != ours.ino() || on_disk.dev() != ours.dev() {
+            return self.reload(log);
+        }
+        if on_disk.len() < log.applied + RECORD_LEN as u64 {
+            return Ok(());
+        }
+        let records = read_records(&log.file, &path, log.applied, false)?;
+        let first = (log.applied - HEADER_LEN) / RECORD_LEN as u64;
+        let mut erased = HashSet::new();
+        {
+            let mut keys = self.write_keys();
+            for (offset, record) in records.iter().enumerate() {
+                let number = first + offset as u64;
+                match record[0] {
+                    ERASURE => {
+                        erased.insert(erased_record(record));
+                    }
+                    INDEX | SHREDDED => {}
+                    _ => {
+                        let slot = self.unwrap_record(number, record)?;
+                        keys.entry(tag_of(record)).or_insert(slot);
+                    }
+                }
+            }
+            if !erased.is_empty() {
+                keys.retain(|_, slot| !erased.contains(&slot.record));
+            }
+        }
+        if !erased.is_empty() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        log.applied += (records.len() * RECORD_LEN) as u64;
+        Ok(())
+    }
+
+    /// Re-reads a log another handle rewrote (rotation).
+    fn reload(&self, log: &mut Log) -> Result<()> {
+        let path = self.log_path();
+        let file = open_log(&path)?;
+        let records = read_records(&file, &path, HEADER_LEN, false)?;
+        let loaded = {
+            let mut keyring = lock(&self.keyring);
+            match load(&keyring, &records) {
+                Err(KeyStoreError::KekVersionMissing { .. }) => {
+                    keyring.reload()?;
+                    load(&keyring, &records)?
+                }
+                other => other?,
+            }
+        };
+        *self.write_keys() = loaded.keys;
+        *log = Log {
+            file,
+            applied: HEADER_LEN + (records.len() * RECORD_LEN) as u64,
+        };
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn unwrap_record(&self, number: u64, record: &[u8; RECORD_LEN]) -> Result<Slot> {
+        let keyring = lock(&self.keyring);
+        unwrap_record(&keyring, number, record)
+    }
+
+    /// Appends an erasure notice and shreds the records in place, durably.
+    fn shred_records(&self, log: &mut Log, records: &[u64]) -> Result<()> {
+        let path = self.log_path();
+        for record in records {
+            let mut notice = [0u8; RECORD_LEN];
+            notice[0] = ERASURE;
+            notice[1..9].copy_from_slice(&record.to_le_bytes());
+            write_record(&log.file, log.applied, &notice, &path)?;
+            log.applied += RECORD_LEN as u64;
+            shred(&log.file, *record, &path)?;
+        }
+        log.file
+            .sync_data()
+            .map_err(io("erasing from the key store", &path))?;
+        let erased: HashSet<u64> = records.iter().copied().collect();
+        self.write_keys()
+            .retain(|_, slot| !erased.contains(&slot.record));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn write_journal(&self, event: &JournalEvent) -> Result<()> {
+        let path = self.dir.join(JOURNAL_FILE);
+        let mut line = event.to_json();
+        line.push('\n');
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| {
+                file.write_all(line.as_bytes())?;
+                file.sync_data()
+            })
+            .map_err(io("appending to the key journal", &path))
     }
 }
 
 impl KeyStore for EmbeddedKeyStore {
-    fn key_for(&self, scope: Scope, normalised_id: &str) -> Result<EntityKey> {
-        let tag = lookup_tag(&self.index_key, scope, normalised_id);
-        if let Some(key) = self
-            .keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&tag)
-        {
-            return Ok(key.clone());
+    fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey> {
+        let tag = lookup_tag(&self.index_key, entity);
+        if let Some(key) = self.cached(&tag) {
+            return Ok(key);
         }
-        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = keys.get(&tag) {
-            return Ok(key.clone());
-        }
-        let key = EntityKey::random()?;
-        let record = self.record(scope.code(), &tag, &key)?;
-        self.pending_records().extend_from_slice(&record);
-        keys.insert(tag, key.clone());
-        Ok(key)
+        self.exclusively(|log| {
+            if let Some(key) = self.cached(&tag) {
+                return Ok(key);
+            }
+            let key = EntityKey::random()?;
+            let scope_code = entity.scope.code();
+            let (bytes, kek_version) = {
+                let keyring = lock(&self.keyring);
+                (
+                    encode(&keyring, scope_code, &tag, entity.epoch, &key)?,
+                    keyring.current_version(),
+                )
+            };
+            write_record(&log.file, log.applied, &bytes, &self.log_path())?;
+            let record = (log.applied - HEADER_LEN) / RECORD_LEN as u64;
+            log.applied += RECORD_LEN as u64;
+            self.unsynced.store(true, Ordering::Release);
+            tracing::trace!(entity = ?Redacted(entity), "created an entity key");
+            self.write_keys().insert(
+                tag,
+                Slot {
+                    key: key.clone(),
+                    record,
+                    scope_code,
+                    epoch: entity.epoch,
+                    kek_version,
+                },
+            );
+            Ok(key)
+        })
     }
 
-    fn existing_key(&self, scope: Scope, normalised_id: &str) -> Result<Option<EntityKey>> {
-        let tag = lookup_tag(&self.index_key, scope, normalised_id);
-        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(keys.get(&tag).cloned())
+    fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
+        let tag = lookup_tag(&self.index_key, entity);
+        if let Some(key) = self.cached(&tag) {
+            return Ok(Some(key));
+        }
+        self.shared(|_| Ok(self.cached(&tag)))
     }
 
     fn sync(&self) -> Result<()> {
-        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let records = std::mem::take(&mut *self.pending_records());
-        if records.is_empty() {
-            return Ok(());
+        let log = lock(&self.log);
+        if self.unsynced.swap(false, Ordering::AcqRel) {
+            log.file
+                .sync_data()
+                .map_err(io("syncing the key store", &self.log_path()))?;
         }
-        log.write_all(&records)
-            .and_then(|()| log.sync_data())
-            .map_err(io("appending to the key store", &self.log_path))
+        Ok(())
     }
 
-    fn len(&self) -> usize {
-        self.keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+    fn erase(&self, entity: &Entity<'_>) -> Result<bool> {
+        let tag = lookup_tag(&self.index_key, entity);
+        self.exclusively(|log| {
+            let Some(record) = self.read_keys().get(&tag).map(|slot| slot.record) else {
+                return Ok(false);
+            };
+            self.shred_records(log, &[record])?;
+            Ok(true)
+        })
     }
+
+    fn refresh(&self) -> Result<u64> {
+        self.shared(|_| Ok(self.generation()))
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn rewrap(&self) -> Result<u64> {
+        self.exclusively(|log| {
+            let mut keyring = lock(&self.keyring);
+            keyring.reload()?;
+            let current = keyring.current_version();
+            let path = self.log_path();
+            let staged = path.with_extension("new");
+            let _ = fs::remove_file(&staged);
+            create_if_absent(&staged)?;
+            let file = open_log(&staged)?;
+            let mut offset = HEADER_LEN;
+            let index = encode(&keyring, INDEX, &[0; 32], 0, &self.index_key)?;
+            write_record(&file, offset, &index, &staged)?;
+            offset += RECORD_LEN as u64;
+            let mut keys = self.write_keys();
+            let mut rewrapped = 0;
+            for (tag, slot) in keys.iter_mut() {
+                let bytes = encode(&keyring, slot.scope_code, tag, slot.epoch, &slot.key)?;
+                write_record(&file, offset, &bytes, &staged)?;
+                slot.record = (offset - HEADER_LEN) / RECORD_LEN as u64;
+                if slot.kek_version != current {
+                    rewrapped += 1;
+                    slot.kek_version = current;
+                }
+                offset += RECORD_LEN as u64;
+            }
+            file.sync_all()
+                .map_err(io("writing the key store", &staged))?;
+            fs::rename(&staged, &path).map_err(io("replacing the key store", &path))?;
+            sync_dir(&self.dir)?;
+            *log = Log {
+                file,
+                applied: offset,
+            };
+            Ok(rewrapped)
+        })
+    }
+
+    fn keys_per_kek_version(&self) -> Result<BTreeMap<u32, u64>> {
+        self.shared(|_| {
+            let mut counts = BTreeMap::new();
+            for slot in self.read_keys().values() {
+                *counts.entry(slot.kek_version).or_insert(0) += 1;
+            }
+            Ok(counts)
+        })
+    }
+
+    fn erase_device_epochs_before(&self, before_epoch: u32) -> Result<u64> {
+        let device = Scope::Device.code();
+        self.exclusively(|log| {
+            let records: Vec<u64> = self
+                .read_keys()
+                .values()
+                .filter(|slot| {
+                    slot.scope_code == device && slot.epoch >= 1 && slot.epoch < before_epoch
+                })
+                .map(|slot| slot.record)
+                .collect();
+            if !records.is_empty() {
+                self.shred_records(log, &records)?;
+            }
+            Ok(records.len() as u64)
+        })
+    }
+
+    fn append_journal(&self, event: &JournalEvent) -> Result<()> {
+        self.exclusively(|_| self.write_journal(event))
+    }
+
+    fn journal(&self) -> Result<Vec<JournalEvent>> {
+        let path = self.dir.join(JOURNAL_FILE);
+        self.shared(|_| {
+            let text = match fs::read_to_string(&path) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+                other => other.map_err(io("reading the key journal", &path))?,
+            };
+            text.lines()
+                .filter(|line| !line.trim().is_empty())
+                .map(|line| {
+                    JournalEvent::from_json(line).ok_or_else(|| KeyStoreError::Corrupt {
+                        path: path.clone(),
+                        reason: "a journal line is not a journal event",
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.shared(|_| Ok(self.read_keys().len() as u64))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyStoreError {
@@ -178,100 +491,212 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeySt
     }
 }
 
-fn take_lock(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io("opening the lock file", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(KeyStoreError::Locked { path }),
-        Err(TryLockError::Error(source)) => Err(io("locking the key store", &path)(source)),
-    }
+fn lock_exclusive<'f>(file: &'f File, path: &Path) -> Result<FileLock<'f>> {
+    file.lock().map_err(io("locking the key store", path))?;
+    Ok(FileLock(file))
 }
 
-/// Reads the records of the log, creating it when absent and cutting a torn tail.
-fn read_body(path: &Path) -> Result<Vec<u8>> {
-    if !path.exists() {
-        let mut file = File::create_new(path).map_err(io("creating the key store", path))?;
-        let mut header = MAGIC.to_vec();
-        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        file.write_all(&header)
-            .and_then(|()| file.sync_all())
-            .map_err(io("creating the key store", path))?;
-        if let Some(parent) = path.parent() {
-            File::open(parent)
-                .and_then(|dir| dir.sync_all())
-                .map_err(io("syncing the key store directory", parent))?;
-        }
-        return Ok(Vec::new());
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io("syncing the key store directory", dir))
+}
+
+/// Creates a log holding only its header; returns whether it was created.
+fn create_if_absent(path: &Path) -> Result<bool> {
+    if path.exists() {
+        return Ok(false);
     }
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut file| file.read_to_end(&mut bytes))
-        .map_err(io("reading the key store", path))?;
-    if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
+    let mut file_id = [0u8; 8];
+    getrandom::fill(&mut file_id).map_err(|_| KeyStoreError::Random)?;
+    let mut header = MAGIC.to_vec();
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&file_id);
+    let mut file = File::create_new(path).map_err(io("creating the key store", path))?;
+    file.write_all(&header)
+        .and_then(|()| file.sync_all())
+        .map_err(io("creating the key store", path))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(true)
+}
+
+fn open_log(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io("opening the key store", path))?;
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|_| KeyStoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "bad header",
+        })?;
+    if &header[..4] != MAGIC {
         return Err(KeyStoreError::Corrupt {
             path: path.to_path_buf(),
             reason: "bad header",
         });
     }
-    if bytes[4..HEADER_LEN] != FORMAT_VERSION.to_le_bytes() {
+    if header[4..8] != FORMAT_VERSION.to_le_bytes() {
         return Err(KeyStoreError::Corrupt {
             path: path.to_path_buf(),
-            reason: "unsupported format version",
+            reason: "unsupported format version (made by another delink release)",
         });
     }
-    let mut body = bytes.split_off(HEADER_LEN);
-    let torn = body.len() % RECORD_LEN;
-    if torn != 0 {
-        let complete = body.len() - torn;
+    Ok(file)
+}
+
+/// Reads every complete record from `from`; with `repair`, cuts a torn tail
+/// left by an interrupted write (never synced, so never used by a published file).
+fn read_records(
+    file: &File,
+    path: &Path,
+    from: u64,
+    repair: bool,
+) -> Result<Vec<[u8; RECORD_LEN]>> {
+    let length = file
+        .metadata()
+        .map_err(io("reading the key store", path))?
+        .len();
+    let available = length.saturating_sub(from);
+    let complete = available - available % RECORD_LEN as u64;
+    let mut bytes = vec![0u8; complete as usize];
+    file.read_exact_at(&mut bytes, from)
+        .map_err(io("reading the key store", path))?;
+    if repair && complete != available {
         tracing::warn!(
-            torn_bytes = torn,
+            torn_bytes = available - complete,
             "key store ends in a torn record from an interrupted write; cutting it off"
         );
-        body.truncate(complete);
-        fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .and_then(|file| {
-                file.set_len((HEADER_LEN + complete) as u64)
-                    .and_then(|()| file.sync_all())
-            })
+        file.set_len(from + complete)
+            .and_then(|()| file.sync_all())
             .map_err(io("repairing the key store", path))?;
     }
-    Ok(body)
+    Ok(bytes
+        .chunks_exact(RECORD_LEN)
+        .map(|chunk| {
+            let mut record = [0u8; RECORD_LEN];
+            record.copy_from_slice(chunk);
+            record
+        })
+        .collect())
 }
 
-fn aad(scope_code: u8, tag: &LookupTag) -> [u8; 33] {
-    let mut aad = [0u8; 33];
-    aad[0] = scope_code;
-    aad[1..].copy_from_slice(tag);
-    aad
+/// What a full read of the log found.
+struct Loaded {
+    index_key: Option<EntityKey>,
+    keys: HashMap<LookupTag, Slot, BuildPrehashedHasher>,
+    /// Erased records whose bytes are still there (a crash between notice and shredding).
+    unshredded: Vec<u64>,
 }
 
-fn unwrap_record(kek: &Kek, number: u64, record: &[u8]) -> Result<(u8, LookupTag, EntityKey)> {
-    let scope_code = record[0];
+fn load(keyring: &Keyring, records: &[[u8; RECORD_LEN]]) -> Result<Loaded> {
+    let erased: HashSet<u64> = records
+        .iter()
+        .filter(|record| record[0] == ERASURE)
+        .map(|record| erased_record(record))
+        .collect();
+    let mut loaded = Loaded {
+        index_key: None,
+        keys: HashMap::with_hasher(BuildPrehashedHasher::default()),
+        unshredded: Vec::new(),
+    };
+    for (number, record) in records.iter().enumerate() {
+        let number = number as u64;
+        match record[0] {
+            ERASURE | SHREDDED => {}
+            _ if erased.contains(&number) => loaded.unshredded.push(number),
+            INDEX => {
+                let slot = unwrap_record(keyring, number, record)?;
+                loaded.index_key.get_or_insert(slot.key);
+            }
+            _ => {
+                let slot = unwrap_record(keyring, number, record)?;
+                loaded.keys.entry(tag_of(record)).or_insert(slot);
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+fn tag_of(record: &[u8; RECORD_LEN]) -> LookupTag {
     let mut tag = [0u8; 32];
     tag.copy_from_slice(&record[1..33]);
-    let mut version = [0u8; 4];
-    version.copy_from_slice(&record[33..37]);
-    let version = u32::from_le_bytes(version);
-    if version != kek.version() {
-        return Err(KeyStoreError::KekVersionMissing {
-            record: number,
-            version,
-        });
+    tag
+}
+
+fn erased_record(record: &[u8; RECORD_LEN]) -> u64 {
+    let mut number = [0u8; 8];
+    number.copy_from_slice(&record[1..9]);
+    u64::from_le_bytes(number)
+}
+
+fn encode(
+    keyring: &Keyring,
+    kind: u8,
+    tag: &LookupTag,
+    epoch: u32,
+    key: &EntityKey,
+) -> Result<[u8; RECORD_LEN]> {
+    let (version, wrapped) = keyring.wrap(key, &wrap_aad(kind, epoch, tag))?;
+    let mut record = [0u8; RECORD_LEN];
+    record[0] = kind;
+    record[1..33].copy_from_slice(tag);
+    record[33..37].copy_from_slice(&version.to_le_bytes());
+    record[37..41].copy_from_slice(&epoch.to_le_bytes());
+    record[41..].copy_from_slice(&wrapped);
+    Ok(record)
+}
+
+fn unwrap_record(keyring: &Keyring, number: u64, record: &[u8; RECORD_LEN]) -> Result<Slot> {
+    let kind = record[0];
+    let tag = tag_of(record);
+    let mut field = [0u8; 4];
+    field.copy_from_slice(&record[33..37]);
+    let kek_version = u32::from_le_bytes(field);
+    field.copy_from_slice(&record[37..41]);
+    let epoch = u32::from_le_bytes(field);
+    if kind != INDEX && Scope::from_code(kind).is_none() {
+        return Err(KeyStoreError::Unwrap { record: number });
     }
     let mut wrapped = [0u8; WRAPPED_LEN];
-    wrapped.copy_from_slice(&record[37..]);
-    let key = kek
-        .unwrap_key(&wrapped, &aad(scope_code, &tag))
-        .ok_or(KeyStoreError::Unwrap { record: number })?;
-    Ok((scope_code, tag, key))
+    wrapped.copy_from_slice(&record[41..]);
+    let key = keyring
+        .unwrap_key(kek_version, &wrapped, &wrap_aad(kind, epoch, &tag))
+        .map_err(|failure| match failure {
+            UnwrapFailure::VersionMissing => KeyStoreError::KekVersionMissing {
+                record: number,
+                version: kek_version,
+            },
+            UnwrapFailure::Authentication => KeyStoreError::Unwrap { record: number },
+        })?;
+    Ok(Slot {
+        key,
+        record: number,
+        scope_code: kind,
+        epoch,
+        kek_version,
+    })
+}
+
+fn write_record(file: &File, offset: u64, bytes: &[u8], path: &Path) -> Result<()> {
+    file.write_all_at(bytes, offset)
+        .map_err(io("writing the key store", path))
+}
+
+/// Overwrites a record in place: its tag and wrapped key are gone from the file.
+fn shred(file: &File, record: u64, path: &Path) -> Result<()> {
+    let mut shredded = [0u8; RECORD_LEN];
+    shredded[0] = SHREDDED;
+    write_record(
+        file,
+        HEADER_LEN + record * RECORD_LEN as u64,
+        &shredded,
+        path,
+    )
 }
 
 #[cfg(test)]

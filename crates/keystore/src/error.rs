@@ -62,6 +62,24 @@ pub enum KeyStoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The keyring cannot be changed where it comes from.
+    #[error(
+        "{action} needs a writable keyring file, but the KEK comes from {source_name}; point keystore.kek_file at the keyring file (and unset DELINK_KEK), or update the secret by hand"
+    )]
+    KekReadOnly {
+        /// What was attempted.
+        action: &'static str,
+        /// Where the keyring comes from.
+        source_name: String,
+    },
+    /// The shared key-store backend failed (connection, query or transaction).
+    #[error("key store backend failed while {action}: {detail}")]
+    Backend {
+        /// What was being done.
+        action: &'static str,
+        /// The backend's error class (never a value from a query).
+        detail: String,
+    },
     /// The operating system's random source failed.
     #[error("the operating system's random number generator failed")]
     Random,

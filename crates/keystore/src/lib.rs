@@ -1,52 +1,91 @@
 //! Entity keys for pseudonymisation, and the stores that keep them
-//! (privacy model, "finding an entity's key without storing the identifier").
+//! (privacy model, "finding an entity's key" and "erasure = crypto-shredding").
 //!
 //! Every entity (subject, installation, device, dataset, quarantine day) gets
 //! a random 256-bit key the first time it is seen. A store finds it by a
-//! lookup tag — a BLAKE3 keyed hash of scope and normalised identifier under
-//! a long-lived index key — so the raw identifier is never stored, and keeps
-//! it wrapped (XChaCha20-Poly1305) under the key-encryption key (KEK).
-//! Deleting a key makes every pseudonym made with it unlinkable
-//! (crypto-shredding).
+//! lookup tag — a BLAKE3 keyed hash of scope, epoch and normalised
+//! identifier under a long-lived index key — so the raw identifier is never
+//! stored, and keeps it wrapped (XChaCha20-Poly1305) under the newest KEK of
+//! a [`Keyring`]. Erasing deletes the key (every pseudonym made with it
+//! becomes unlinkable), rotation re-wraps every live key under a new KEK, and
+//! destroying the old KEK makes copies of erased keys in backups useless.
 //!
-//! The design decision to know: [`KeyStore::key_for`] may hand out a new key
-//! before it is durable; callers must [`KeyStore::sync`] before publishing
-//! anything made with it, so a crash can never give one identifier two
-//! pseudonyms.
+//! The design decisions to know: [`KeyStore::key_for`] may hand out a new key
+//! before it is durable, so callers must [`KeyStore::sync`] before
+//! publishing anything made with it; and erasures reach other processes
+//! through the store itself — each handle's [`KeyStore::generation`] changes
+//! once [`KeyStore::refresh`] has seen an erasure, and callers drop their
+//! caches when it does.
 
 mod embedded;
+mod entity;
 mod error;
-mod kek;
+mod journal;
 mod key;
+mod keyring;
 mod seal;
 mod tag;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use embedded::EmbeddedKeyStore;
+pub use entity::Entity;
 pub use error::{KeyStoreError, Result};
-pub use kek::{Kek, KekSource};
+pub use journal::{JournalEvent, JournalKind};
 pub use key::EntityKey;
+pub use keyring::{KEK_ENV, KekSource, Keyring, UnwrapFailure, WRAPPED_LEN};
 pub use seal::{open_sealed, seal};
+pub use tag::{LookupTag, lookup_tag, wrap_aad};
 
-use delink_model::Scope;
+use std::collections::BTreeMap;
 
-/// Finds and creates entity keys. Implementations are shared by every worker thread.
-pub trait KeyStore: Send + Sync {
+/// Finds, creates and erases entity keys. Implementations are shared by every worker thread
+/// of a process, and several processes may use one store at once.
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Returns the key of the entity, creating it when it is new.
     ///
+    /// Race-free: every handle on the store gets the same key for the same entity.
     /// A created key is durable only after the next [`KeyStore::sync`].
-    fn key_for(&self, scope: Scope, normalised_id: &str) -> Result<EntityKey>;
+    fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey>;
 
     /// Returns the key of the entity if it exists, never creating one.
-    fn existing_key(&self, scope: Scope, normalised_id: &str) -> Result<Option<EntityKey>>;
+    fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>>;
 
     /// Makes every key handed out so far durable.
     fn sync(&self) -> Result<()>;
 
-    /// Returns how many entity keys the store holds.
-    fn len(&self) -> usize;
+    /// Deletes the entity's key for good (secure delete), durably; returns whether it existed.
+    ///
+    /// Other handles stop handing it out once their [`KeyStore::refresh`] has run.
+    fn erase(&self, entity: &Entity<'_>) -> Result<bool>;
+
+    /// Catches up with changes other handles made (erasures, rotations); returns the generation.
+    fn refresh(&self) -> Result<u64>;
+
+    /// Returns a number that changes whenever this handle has learnt of an erasure.
+    /// Cheap (no IO): callers caching keys compare it and drop their caches when it moves.
+    fn generation(&self) -> u64;
+
+    /// Re-wraps every live key under the keyring's newest KEK version; returns how many.
+    fn rewrap(&self) -> Result<u64>;
+
+    /// Counts live entity keys per KEK version that wraps them.
+    fn keys_per_kek_version(&self) -> Result<BTreeMap<u32, u64>>;
+
+    /// Deletes every device key of an epoch in `1..before_epoch`; returns how many.
+    fn erase_device_epochs_before(&self, before_epoch: u32) -> Result<u64>;
+
+    /// Appends an event to the lifecycle journal, durably.
+    fn append_journal(&self, event: &JournalEvent) -> Result<()>;
+
+    /// Reads the lifecycle journal, oldest first.
+    fn journal(&self) -> Result<Vec<JournalEvent>>;
+
+    /// Counts the live entity keys.
+    fn len(&self) -> Result<u64>;
 
     /// Tells whether the store holds no entity key.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 }

@@ -2,8 +2,9 @@
 //! front of the key store.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use delink_keystore::{EntityKey, KeyStore, Result};
+use delink_keystore::{Entity, EntityKey, KeyStore, Result};
 use delink_model::{Observation, Scope, SubjectId};
 use delink_transform::ObservationKeys;
 
@@ -22,17 +23,69 @@ pub fn subject_entity(subject: SubjectId<'_>) -> String {
 const MAX_CACHED_KEYS: usize = 250_000;
 
 /// Remembers keys a worker has fetched, so the hot path skips the store's lookup tag.
-#[derive(Default)]
+///
+/// Emptied whenever the store's generation moves: an erased key is never
+/// used from the cache once the store has learnt of its erasure.
 pub(crate) struct KeyCache {
+    /// The store generation the cached keys belong to.
+    generation: u64,
+    /// Device-key epoch length in days; 0 = no epochs.
+    epoch_days: u32,
+    /// How often the store is asked for erasures made elsewhere.
+    refresh_interval: Duration,
+    /// When the store was last asked; `None` before the first batch.
+    last_refresh: Option<Instant>,
     accounts: HashMap<Box<str>, EntityKey>,
     rfids: HashMap<Box<str>, EntityKey>,
     installations: HashMap<Box<str>, EntityKey>,
-    devices: HashMap<Box<str>, EntityKey>,
+    /// Device keys by epoch, then serial.
+    devices: HashMap<u32, HashMap<Box<str>, EntityKey>>,
 }
 
 impl KeyCache {
+    /// Starts an empty cache for device keys rotating every `epoch_days` (0 = never),
+    /// asking the store for erasures every `refresh_interval`.
+    pub(crate) fn new(epoch_days: u32, refresh_interval: Duration) -> Self {
+        KeyCache {
+            generation: 0,
+            epoch_days,
+            refresh_interval,
+            last_refresh: None,
+            accounts: HashMap::new(),
+            rfids: HashMap::new(),
+            installations: HashMap::new(),
+            devices: HashMap::new(),
+        }
+    }
+
     fn len(&self) -> usize {
-        self.accounts.len() + self.rfids.len() + self.installations.len() + self.devices.len()
+        let devices: usize = self.devices.values().map(HashMap::len).sum();
+        self.accounts.len() + self.rfids.len() + self.installations.len() + devices
+    }
+
+    /// Asks the store for erasures when the refresh interval has passed, and
+    /// empties the cache when the store learnt of one. Called before each batch.
+    pub(crate) fn revalidate(&mut self, store: &dyn KeyStore) -> Result<()> {
+        if self
+            .last_refresh
+            .is_none_or(|last| last.elapsed() >= self.refresh_interval)
+        {
+            store.refresh()?;
+            self.last_refresh = Some(Instant::now());
+        }
+        let generation = store.generation();
+        if generation != self.generation {
+            self.clear();
+            self.generation = generation;
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.accounts.clear();
+        self.rfids.clear();
+        self.installations.clear();
+        self.devices.clear();
     }
 
     fn subject(&mut self, store: &dyn KeyStore, subject: SubjectId<'_>) -> Result<EntityKey> {
@@ -40,35 +93,38 @@ impl KeyCache {
             SubjectId::Account(id) => (&mut self.accounts, id),
             SubjectId::Rfid(tag) => (&mut self.rfids, tag),
         };
-        cached(map, id, || {
-            store.key_for(Scope::Subject, &subject_entity(subject))
-        })
+        if let Some(key) = map.get(id) {
+            return Ok(key.clone());
+        }
+        let key = store.key_for(&Entity::new(Scope::Subject, &subject_entity(subject)))?;
+        map.insert(id.into(), key.clone());
+        Ok(key)
     }
 
     fn installation(&mut self, store: &dyn KeyStore, id: &str) -> Result<EntityKey> {
-        cached(&mut self.installations, id, || {
-            store.key_for(Scope::Installation, id)
-        })
+        if let Some(key) = self.installations.get(id) {
+            return Ok(key.clone());
+        }
+        let key = store.key_for(&Entity::new(Scope::Installation, id))?;
+        self.installations.insert(id.into(), key.clone());
+        Ok(key)
     }
 
-    fn device(&mut self, store: &dyn KeyStore, serial: &str) -> Result<EntityKey> {
-        cached(&mut self.devices, serial, || {
-            store.key_for(Scope::Device, serial)
-        })
+    fn device(
+        &mut self,
+        store: &dyn KeyStore,
+        serial: &str,
+        observed_at_us: i64,
+    ) -> Result<EntityKey> {
+        let epoch = delink_config::device_epoch(self.epoch_days, observed_at_us);
+        let devices = self.devices.entry(epoch).or_default();
+        if let Some(key) = devices.get(serial) {
+            return Ok(key.clone());
+        }
+        let key = store.key_for(&Entity::device(serial, epoch))?;
+        devices.insert(serial.into(), key.clone());
+        Ok(key)
     }
-}
-
-fn cached(
-    map: &mut HashMap<Box<str>, EntityKey>,
-    id: &str,
-    fetch: impl FnOnce() -> Result<EntityKey>,
-) -> Result<EntityKey> {
-    if let Some(key) = map.get(id) {
-        return Ok(key.clone());
-    }
-    let key = fetch()?;
-    map.insert(id.into(), key.clone());
-    Ok(key)
 }
 
 /// Owns the keys of one observation; lend them to `transform` with [`EntityKeys::lend`].
@@ -87,7 +143,7 @@ impl EntityKeys {
         observation: &Observation<'_>,
     ) -> Result<Self> {
         if cache.len() > MAX_CACHED_KEYS {
-            *cache = KeyCache::default();
+            cache.clear();
         }
         let subject = observation
             .user
@@ -101,12 +157,13 @@ impl EntityKeys {
             .and_then(|installation| installation.id.as_deref())
             .map(|id| cache.installation(store, id))
             .transpose()?;
-        let device = cache.device(store, &observation.charger.serial)?;
+        let observed_at = observation.observed_at_us;
+        let device = cache.device(store, &observation.charger.serial, observed_at)?;
         let components = observation
             .charger
             .components
             .iter()
-            .map(|component| cache.device(store, &component.serial))
+            .map(|component| cache.device(store, &component.serial, observed_at))
             .collect::<Result<Vec<_>>>()?;
         Ok(EntityKeys {
             subject,

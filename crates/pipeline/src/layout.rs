@@ -32,6 +32,39 @@ impl DataLayout {
     }
 }
 
+/// Holds the exclusive lock that lets one `delink run` at a time write a data directory.
+#[derive(Debug)]
+pub(crate) struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock, or explains which directory is busy.
+    pub(crate) fn take(layout: &DataLayout) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        std::fs::create_dir_all(&layout.root).with_context(|| {
+            format!("cannot create the data directory {}", layout.root.display())
+        })?;
+        let path = layout.root.join(".run.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+                "another delink run is writing {}; wait for it or use another data directory",
+                layout.root.display()
+            )),
+            Err(std::fs::TryLockError::Error(error)) => {
+                Err(error).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}
+
 /// Names the Hive partition directory of a UTC day (days since the Unix epoch).
 pub(crate) fn date_partition(day: i32) -> String {
     let date = chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_array::builder::{BinaryBuilder, StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use delink_keystore::{EntityKey, KeyStore, Result, open_sealed, seal};
+use delink_keystore::{Entity, EntityKey, KeyStore, Result, open_sealed, seal};
 use delink_model::Scope;
 use delink_model::{RawRecord, Rejection};
 
@@ -66,7 +66,7 @@ pub fn open_quarantined(
     position: u64,
     sealed: &[u8],
 ) -> Result<Option<Vec<u8>>> {
-    let Some(key) = store.existing_key(Scope::Quarantine, day)? else {
+    let Some(key) = store.existing_key(&Entity::new(Scope::Quarantine, day))? else {
         return Ok(None);
     };
     open_sealed(&key, sealing_context(segment, position).as_bytes(), sealed).map(Some)

@@ -11,7 +11,8 @@ use arrow_array::BooleanArray;
 use arrow_select::filter::filter_record_batch;
 use delink_config::Config;
 use delink_decode::DecodeLimits;
-use delink_keystore::{EmbeddedKeyStore, EntityKey, KekSource, KeyStore};
+use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore};
+use delink_keystore_postgres::PostgresKeyStore;
 use delink_model::{Dataset, RawBatch, Scope};
 use delink_policy::Plan;
 use delink_sink_parquet::{PartitionedWriter, WriterOptions};
@@ -21,7 +22,7 @@ use delink_transform::{arrow_schema, distinct_valued_columns};
 
 use crate::Progress;
 use crate::keys::KeyCache;
-use crate::layout::{DataLayout, date_partition, utc_day};
+use crate::layout::{DataLayout, RunLock, date_partition, utc_day};
 use crate::publisher::{SealedSegment, publish_segments};
 use crate::quarantine::{QuarantineSealer, purge_expired, quarantine_schema};
 use crate::replay::ReplayWindow;
@@ -29,10 +30,27 @@ use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, WorkerContext, process};
 
 /// Opens the key store the configuration names, creating it (and its KEK) when new.
-pub fn open_key_store(config: &Config) -> Result<EmbeddedKeyStore> {
-    let layout = DataLayout::new(&config.data_dir);
+pub fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>> {
     let kek = KekSource::from_env_or_file(config.kek_file());
-    EmbeddedKeyStore::open(&layout.keys(), &kek).context("cannot open the key store")
+    let store: Arc<dyn KeyStore> = match config.keystore.backend.as_str() {
+        "postgres" => {
+            let url = config
+                .postgres_url()
+                .context("keystore.postgres_url (or DELINK_POSTGRES_URL) is not set")?;
+            Arc::new(
+                PostgresKeyStore::open(&url, &kek)
+                    .context("cannot open the PostgreSQL key store")?,
+            )
+        }
+        _ => {
+            let layout = DataLayout::new(&config.data_dir);
+            Arc::new(
+                EmbeddedKeyStore::open(&layout.keys(), &kek)
+                    .context("cannot open the key store")?,
+            )
+        }
+    };
+    Ok(store)
 }
 
 /// How often the progress callback is called at most.
@@ -45,19 +63,23 @@ pub struct Pipeline {
     store: Arc<dyn KeyStore>,
     metrics: Arc<Metrics>,
     layout: DataLayout,
+    /// Holds the data directory's run lock: one `delink run` per data directory.
+    _run_lock: RunLock,
 }
 
 impl Pipeline {
     /// Opens the key store of the data directory (fail closed on any doubt about it).
     pub fn open(config: Config, plan: Plan, metrics: Arc<Metrics>) -> Result<Self> {
         let layout = DataLayout::new(&config.data_dir);
+        let run_lock = RunLock::take(&layout)?;
         let store = open_key_store(&config).context("nothing was processed")?;
         Ok(Pipeline {
             config,
             plan: Arc::new(plan),
-            store: Arc::new(store),
+            store,
             metrics,
             layout,
+            _run_lock: run_lock,
         })
     }
 
@@ -149,12 +171,14 @@ impl Pipeline {
             limits: DecodeLimits {
                 max_record_bytes: self.config.input.max_record_bytes,
             },
-            history_key: store.key_for(Scope::Dataset, Dataset::History.as_str())?,
-            devices_key: store.key_for(Scope::Dataset, Dataset::Devices.as_str())?,
+            history_key: store.key_for(&Entity::new(Scope::Dataset, Dataset::History.as_str()))?,
+            devices_key: store.key_for(&Entity::new(Scope::Dataset, Dataset::Devices.as_str()))?,
             quarantine: QuarantineSealer {
-                key: store.key_for(Scope::Quarantine, quarantine_day)?,
+                key: store.key_for(&Entity::new(Scope::Quarantine, quarantine_day))?,
             },
             replay_key: EntityKey::random()?,
+            device_epoch_days: self.config.keystore.device_epoch_days,
+            refresh_interval: Duration::from_millis(self.config.keystore.refresh_interval_ms),
         })
     }
 
@@ -194,7 +218,7 @@ fn work(
     recycle_tx: &SyncSender<Vec<u8>>,
     context: &WorkerContext,
 ) {
-    let mut cache = KeyCache::default();
+    let mut cache = KeyCache::new(context.device_epoch_days, context.refresh_interval);
     loop {
         let next = work_rx
             .lock()

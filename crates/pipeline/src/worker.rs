@@ -27,6 +27,10 @@ pub(crate) struct WorkerContext {
     pub(crate) quarantine: QuarantineSealer,
     /// Keys the in-memory replay digests; random per run, never stored.
     pub(crate) replay_key: EntityKey,
+    /// Device-key epoch length in days; 0 = no epochs.
+    pub(crate) device_epoch_days: u32,
+    /// How often each worker asks the store for erasures.
+    pub(crate) refresh_interval: std::time::Duration,
 }
 
 /// Rows of one dataset and UTC day from one batch.
@@ -67,7 +71,9 @@ pub(crate) fn process(
     cache: &mut KeyCache,
     mut batch: RawBatch,
 ) -> (Result<ProcessedBatch>, Vec<u8>) {
-    let processed = transform_batch(context, cache, &batch);
+    let processed = cache
+        .revalidate(context.store.as_ref())
+        .and_then(|()| transform_batch(context, cache, &batch));
     (processed, std::mem::take(&mut batch.data))
 }
 

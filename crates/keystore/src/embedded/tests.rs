@@ -1,85 +1,99 @@
 use super::*;
+use crate::testkit::{self, Backend, TEST_KEK};
 
-const KEK: &str = "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const OTHER_KEK: &str = "1:ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-
-fn open(dir: &Path, kek: &str) -> Result<EmbeddedKeyStore> {
-    EmbeddedKeyStore::open(dir, &KekSource::Env(kek.to_owned()))
+/// A fresh embedded store in a temporary directory.
+struct Embedded {
+    dir: tempfile::TempDir,
 }
 
-#[test]
-fn keys_are_stable_per_entity_and_distinct_across_entities_and_scopes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path(), KEK).expect("open");
-    let first = store.key_for(Scope::Subject, "acct-1").expect("key");
-    let again = store.key_for(Scope::Subject, "acct-1").expect("key");
-    let other = store.key_for(Scope::Subject, "acct-2").expect("key");
-    let other_scope = store.key_for(Scope::Device, "acct-1").expect("key");
-    assert_eq!(first.expose(), again.expose());
-    assert_ne!(first.expose(), other.expose());
-    assert_ne!(first.expose(), other_scope.expose());
-    assert_eq!(store.len(), 3);
+impl Embedded {
+    fn new() -> Self {
+        Embedded {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
 }
 
-#[test]
-fn synced_keys_survive_reopen_and_unsynced_keys_do_not() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (kept, lost) = {
-        let store = open(dir.path(), KEK).expect("open");
-        let kept = store.key_for(Scope::Device, "ZAP1").expect("key");
-        store.sync().expect("sync");
-        let lost = store.key_for(Scope::Device, "ZAP2").expect("key");
-        (kept, lost)
-    };
-    let store = open(dir.path(), KEK).expect("reopen");
-    let reloaded = store
-        .existing_key(Scope::Device, "ZAP1")
-        .expect("lookup")
-        .expect("kept");
-    assert_eq!(reloaded.expose(), kept.expose());
-    let fresh = store.key_for(Scope::Device, "ZAP2").expect("key");
-    assert_ne!(fresh.expose(), lost.expose());
+impl Backend for Embedded {
+    fn open(&self, keyring: &KekSource) -> Result<Box<dyn KeyStore>> {
+        Ok(Box::new(EmbeddedKeyStore::open(&self.keys_dir(), keyring)?))
+    }
+
+    fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+crate::conformance_tests!(Embedded::new());
+
+fn open(backend: &Embedded) -> EmbeddedKeyStore {
+    EmbeddedKeyStore::open(&backend.keys_dir(), &testkit::keyring_file(backend)).expect("open")
+}
+
+fn log_bytes(backend: &Embedded) -> Vec<u8> {
+    fs::read(backend.keys_dir().join(LOG_FILE)).expect("read log")
 }
 
 #[test]
 fn the_store_never_holds_the_raw_identifier() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path(), KEK).expect("open");
+    let backend = Embedded::new();
+    let store = open(&backend);
     store
-        .key_for(Scope::Subject, "kari.nordmann@example.no")
+        .key_for(&Entity::new(Scope::Subject, "kari.nordmann@example.no"))
         .expect("key");
     store.sync().expect("sync");
-    let bytes = fs::read(dir.path().join(LOG_FILE)).expect("read");
-    assert!(!bytes.windows(4).any(|w| w == b"kari"));
+    assert!(!log_bytes(&backend).windows(4).any(|w| w == b"kari"));
 }
 
 #[test]
-fn wrong_kek_missing_kek_and_second_process_are_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let store = open(dir.path(), KEK).expect("open");
-        store.key_for(Scope::Subject, "a").expect("key");
-        let second = open(dir.path(), KEK).expect_err("locked");
-        assert!(matches!(second, KeyStoreError::Locked { .. }), "{second}");
-        store.sync().expect("sync");
-    }
-    let wrong = open(dir.path(), OTHER_KEK).expect_err("wrong kek");
-    assert!(matches!(wrong, KeyStoreError::Unwrap { .. }), "{wrong}");
-    let missing = EmbeddedKeyStore::open(dir.path(), &KekSource::File(dir.path().join("absent")))
-        .expect_err("missing kek");
+fn erasure_overwrites_the_record_in_place() {
+    let backend = Embedded::new();
+    let store = open(&backend);
+    let subject = Entity::new(Scope::Subject, "account:gone");
+    store.key_for(&subject).expect("key");
+    store.sync().expect("sync");
+    let tag = lookup_tag(&store.index_key, &subject);
+    let before = log_bytes(&backend);
+    let at = before
+        .windows(32)
+        .position(|window| window == tag)
+        .expect("the record is there");
+    let wrapped = before[at + 40..at + 40 + WRAPPED_LEN].to_vec();
+    assert!(store.erase(&subject).expect("erase"));
+    let after = log_bytes(&backend);
     assert!(
-        matches!(missing, KeyStoreError::KekMissing { .. }),
-        "{missing}"
+        !after.windows(32).any(|window| window == tag),
+        "tag shredded"
+    );
+    assert!(
+        !after.windows(WRAPPED_LEN).any(|window| window == wrapped),
+        "wrapped key shredded"
     );
 }
 
 #[test]
+fn missing_kek_is_refused_once_the_store_holds_keys() {
+    let backend = Embedded::new();
+    open(&backend)
+        .key_for(&Entity::new(Scope::Subject, "a"))
+        .expect("key");
+    let absent = KekSource::File(backend.scratch().join("absent"));
+    let error = EmbeddedKeyStore::open(&backend.keys_dir(), &absent).expect_err("missing");
+    assert!(matches!(error, KeyStoreError::KekMissing { .. }), "{error}");
+}
+
+#[test]
 fn a_torn_tail_is_cut_and_tampering_is_detected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join(LOG_FILE);
+    let backend = Embedded::new();
+    let log = backend.keys_dir().join(LOG_FILE);
+    let entity = Entity::new(Scope::Installation, "site");
     let key = {
-        let store = open(dir.path(), KEK).expect("open");
-        let key = store.key_for(Scope::Installation, "site").expect("key");
+        let store = open(&backend);
+        let key = store.key_for(&entity).expect("key");
         store.sync().expect("sync");
         key
     };
@@ -87,19 +101,32 @@ fn a_torn_tail_is_cut_and_tampering_is_detected() {
     file.write_all(&[7u8; 50]).expect("torn write");
     drop(file);
     {
-        let store = open(dir.path(), KEK).expect("reopen after torn write");
-        let reloaded = store
-            .existing_key(Scope::Installation, "site")
-            .expect("lookup");
+        let store = open(&backend);
+        let reloaded = store.existing_key(&entity).expect("lookup");
         assert_eq!(reloaded.expect("kept").expose(), key.expose());
     }
     let mut bytes = fs::read(&log).expect("read");
-    assert_eq!((bytes.len() - HEADER_LEN) % RECORD_LEN, 0);
+    assert_eq!((bytes.len() as u64 - HEADER_LEN) % RECORD_LEN as u64, 0);
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&log, bytes).expect("tamper");
+    let env = KekSource::Env(TEST_KEK.to_owned());
     assert!(matches!(
-        open(dir.path(), KEK),
+        EmbeddedKeyStore::open(&backend.keys_dir(), &env),
         Err(KeyStoreError::Unwrap { .. })
+    ));
+}
+
+#[test]
+fn a_new_store_journals_its_first_kek_version() {
+    let backend = Embedded::new();
+    let store = open(&backend);
+    let journal = store.journal().expect("journal");
+    assert!(matches!(
+        journal.as_slice(),
+        [JournalEvent {
+            kind: JournalKind::KekInUse { kek_version: 1 },
+            ..
+        }]
     ));
 }
