@@ -1,7 +1,11 @@
 //! The `delink` command: thin glue over `delink-pipeline` and `delink-synth`.
 
+mod erase_command;
+mod export_command;
 mod gen_command;
+mod keys_command;
 mod quarantine_command;
+mod retention_command;
 mod run_command;
 mod validate_command;
 
@@ -30,6 +34,14 @@ enum Command {
     Validate(validate_command::ValidateArgs),
     /// Inspects the quarantine: counts by reason, or decrypts a day's records for replay.
     Quarantine(quarantine_command::QuarantineArgs),
+    /// Erases subjects, installations or devices by deleting their keys (crypto-shredding).
+    Erase(erase_command::EraseArgs),
+    /// Rotates and retires key-encryption keys; shows when erasures are complete.
+    Keys(keys_command::KeysArgs),
+    /// Deletes erased subjects' history rows and data past its retention.
+    Retention(retention_command::RetentionArgs),
+    /// Exports one subject's history rows (access and portability requests).
+    Export(export_command::ExportArgs),
 }
 
 /// Options shared by commands that read the configuration.
@@ -60,6 +72,10 @@ fn main() -> ExitCode {
         Command::Gen(args) => gen_command::run(args),
         Command::Validate(args) => validate_command::run(args),
         Command::Quarantine(args) => quarantine_command::run(args),
+        Command::Erase(args) => erase_command::run(args),
+        Command::Keys(args) => keys_command::run(args),
+        Command::Retention(args) => retention_command::run(args),
+        Command::Export(args) => export_command::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

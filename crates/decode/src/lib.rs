@@ -20,6 +20,21 @@ use delink_model::{Observation, Rejection, RejectionReason};
 
 pub use delink_model::SCHEMA_V1;
 
+/// Normalises an identifier given by an operator (erasure, export) exactly as
+/// the decoder normalises that field; `None` for a field that is not an identifier.
+pub fn normalise_identifier(field: delink_model::Field, value: &str) -> Option<String> {
+    use delink_model::Field;
+    use std::borrow::Cow;
+    let value = Cow::Borrowed(value);
+    let normal = match field {
+        Field::UserAccountId | Field::InstallationId => normalise::lower(value),
+        Field::UserRfid => normalise::compact_lower(value),
+        Field::ChargerSerial => normalise::upper(value),
+        _ => return None,
+    };
+    Some(normal.into_owned())
+}
+
 /// Bounds what one record may cost to decode.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {

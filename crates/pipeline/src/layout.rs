@@ -26,6 +26,16 @@ impl DataLayout {
         self.root.join("quarantine")
     }
 
+    /// Returns the root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Returns the directory of the retention job's state (erasures not yet applied).
+    pub fn retention(&self) -> PathBuf {
+        self.root.join("retention")
+    }
+
     /// Returns the directory of the embedded key store.
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
@@ -34,13 +44,13 @@ impl DataLayout {
 
 /// Holds the exclusive lock that lets one `delink run` at a time write a data directory.
 #[derive(Debug)]
-pub(crate) struct RunLock {
+pub struct RunLock {
     _file: std::fs::File,
 }
 
 impl RunLock {
     /// Takes the lock, or explains which directory is busy.
-    pub(crate) fn take(layout: &DataLayout) -> anyhow::Result<Self> {
+    pub fn take(layout: &DataLayout) -> anyhow::Result<Self> {
         use anyhow::Context;
         std::fs::create_dir_all(&layout.root).with_context(|| {
             format!("cannot create the data directory {}", layout.root.display())
@@ -74,7 +84,7 @@ pub(crate) fn date_partition(day: i32) -> String {
 }
 
 /// Returns the UTC day of a timestamp in microseconds.
-pub(crate) fn utc_day(micros: i64) -> i32 {
+pub fn utc_day(micros: i64) -> i32 {
     // Days since 1970 fit an i32 for any timestamp chrono accepts.
     i32::try_from(micros.div_euclid(86_400_000_000)).unwrap_or(i32::MAX)
 }

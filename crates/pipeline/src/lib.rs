@@ -25,8 +25,8 @@ mod worker;
 
 pub use inspect::{QuarantinedRecord, quarantine_counts, quarantined_records};
 pub use keys::subject_entity;
-pub use layout::DataLayout;
+pub use layout::{DataLayout, RunLock, utc_day};
 pub use progress::Progress;
-pub use quarantine::open_quarantined;
+pub use quarantine::{open_quarantined, purge_expired, purge_quarantine};
 pub use run::{Pipeline, open_key_store};
 pub use summary::RunSummary;

@@ -124,8 +124,29 @@ impl QuarantineRows {
     }
 }
 
-/// Deletes quarantine partitions older than `retention_days` before `today` (a UTC day).
-pub(crate) fn purge_expired(root: &Path, today: i32, retention_days: u32) -> std::io::Result<u64> {
+/// How far back the day keys of an expired quarantine are looked for.
+const QUARANTINE_KEY_LOOKBACK_DAYS: i32 = 400;
+
+/// Deletes quarantine partitions older than `retention_days` before `today`
+/// (a UTC day) and destroys their day keys; returns how many partitions went.
+pub fn purge_quarantine(
+    layout: &crate::DataLayout,
+    store: &dyn KeyStore,
+    today: i32,
+    retention_days: u32,
+) -> anyhow::Result<u64> {
+    let purged = purge_expired(&layout.quarantine(), today, retention_days)?;
+    let oldest_kept = today - i32::try_from(retention_days).unwrap_or(i32::MAX);
+    for day in oldest_kept - QUARANTINE_KEY_LOOKBACK_DAYS..oldest_kept {
+        let name = crate::layout::date_partition(day);
+        let date = name.trim_start_matches("date=");
+        store.erase(&Entity::new(Scope::Quarantine, date))?;
+    }
+    Ok(purged)
+}
+
+/// Deletes partitions (`date=YYYY-MM-DD` directories) older than `retention_days` before `today`.
+pub fn purge_expired(root: &Path, today: i32, retention_days: u32) -> std::io::Result<u64> {
     if !root.exists() {
         return Ok(0);
     }

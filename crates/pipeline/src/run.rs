@@ -24,7 +24,7 @@ use crate::Progress;
 use crate::keys::KeyCache;
 use crate::layout::{DataLayout, RunLock, date_partition, utc_day};
 use crate::publisher::{SealedSegment, publish_segments};
-use crate::quarantine::{QuarantineSealer, purge_expired, quarantine_schema};
+use crate::quarantine::{QuarantineSealer, purge_quarantine, quarantine_schema};
 use crate::replay::ReplayWindow;
 use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, WorkerContext, process};
@@ -146,12 +146,13 @@ impl Pipeline {
                 "the input ended inside a segment that was never closed"
             ));
         }
-        let purged = purge_expired(
-            &self.layout.quarantine(),
+        let purged = purge_quarantine(
+            &self.layout,
+            self.store.as_ref(),
             today,
             self.config.quarantine.retention_days,
         )
-        .context("purging expired quarantine partitions")?;
+        .context("purging the expired quarantine")?;
         Ok(RunSummary::new(
             ordered.progress,
             started.elapsed(),

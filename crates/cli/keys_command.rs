@@ -1,0 +1,159 @@
+//! `delink keys`: KEK rotation, retirement and the backup horizon.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use delink_lifecycle::{BACKUP_WINDOW, format_time, key_status, retire, rotate};
+
+use crate::ConfigArgs;
+
+/// Manages the key-encryption keys (KEKs) of the key store.
+#[derive(clap::Args, Debug)]
+pub(crate) struct KeysArgs {
+    #[command(subcommand)]
+    action: KeysAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum KeysAction {
+    /// Adds a KEK version and re-wraps every live key under it (do this after erasures).
+    Rotate {
+        #[command(flatten)]
+        settings: ConfigArgs,
+    },
+    /// Destroys KEK versions superseded long enough ago, and expired device-key epochs.
+    Retire {
+        #[command(flatten)]
+        settings: ConfigArgs,
+        /// How long ago a version must have been superseded: the backup window, e.g. `35d`, `12h`.
+        #[arg(long, value_name = "AGE", default_value = "35d", value_parser = parse_age)]
+        older_than: Duration,
+    },
+    /// Shows KEK versions, key counts, and when each erasure is complete in backups too.
+    Status {
+        #[command(flatten)]
+        settings: ConfigArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(args: KeysArgs) -> Result<()> {
+    match args.action {
+        KeysAction::Rotate { settings } => {
+            let (config, _) = crate::load_settings(&settings)?;
+            let store = delink_pipeline::open_key_store(&config)?;
+            let report = rotate(&config, store.as_ref())?;
+            println!(
+                "KEK version {} in use: {} keys re-wrapped; retire older versions with `delink keys retire` after {}",
+                report.kek_version,
+                report.rewrapped,
+                format_time(chrono::Utc::now().timestamp() + BACKUP_WINDOW.as_secs() as i64)
+            );
+        }
+        KeysAction::Retire {
+            settings,
+            older_than,
+        } => {
+            let (config, _) = crate::load_settings(&settings)?;
+            if older_than < BACKUP_WINDOW {
+                tracing::warn!(
+                    "retiring KEK versions younger than the 35-day backup window: backups taken before the rotation become unreadable"
+                );
+            }
+            let store = delink_pipeline::open_key_store(&config)?;
+            let report = retire(&config, store.as_ref(), older_than)?;
+            for version in &report.destroyed {
+                println!("KEK version {version}: destroyed");
+            }
+            for (version, reason) in &report.kept {
+                println!("KEK version {version}: kept ({reason})");
+            }
+            if report.device_keys > 0 {
+                println!(
+                    "{} device keys of expired epochs destroyed",
+                    report.device_keys
+                );
+            }
+        }
+        KeysAction::Status { settings, json } => {
+            let (config, _) = crate::load_settings(&settings)?;
+            let store = delink_pipeline::open_key_store(&config)?;
+            let status = key_status(&config, store.as_ref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(());
+            }
+            println!("{} live keys", status.live_keys);
+            println!("KEK versions:");
+            for version in &status.kek_versions {
+                let when = |label: &str, at: Option<i64>| {
+                    at.map(|at| format!(", {label} {}", format_time(at)))
+                        .unwrap_or_default()
+                };
+                println!(
+                    "  v{}: {} keys, {}{}{}{}",
+                    version.version,
+                    version.keys,
+                    if version.loaded {
+                        "loaded"
+                    } else {
+                        "not in the keyring"
+                    },
+                    when("in use since", version.in_use_since),
+                    when("superseded", version.superseded_at),
+                    when("destroyed", version.destroyed_at),
+                );
+            }
+            println!("erasures:");
+            for erasure in &status.erasures {
+                let state = match (erasure.complete_since, &erasure.next_step) {
+                    (Some(at), _) => format!("complete since {}", format_time(at)),
+                    (None, Some(step)) => format!("pending in backups: {step}"),
+                    (None, None) => "pending".to_owned(),
+                };
+                println!(
+                    "  {} {} ({} keys) at {}: {state}",
+                    erasure.request_id,
+                    erasure.scope,
+                    erasure.keys,
+                    format_time(erasure.at)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `35d`, `12h`, `30m` or `45s`.
+fn parse_age(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| anyhow!("expected a number and a unit (d, h, m, s), e.g. 35d"))?;
+    let seconds = match unit {
+        "d" => number * 86_400,
+        "h" => number * 3_600,
+        "m" => number * 60,
+        "s" => number,
+        _ => return Err(anyhow!("unknown unit {unit:?}; use d, h, m or s")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_with_units() {
+        assert_eq!(parse_age("35d").expect("days"), BACKUP_WINDOW);
+        assert_eq!(parse_age("2h").expect("hours").as_secs(), 7200);
+        assert_eq!(parse_age("0s").expect("zero").as_secs(), 0);
+        assert!(parse_age("35").is_err());
+        assert!(parse_age("d").is_err());
+    }
+}

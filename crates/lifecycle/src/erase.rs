@@ -1,0 +1,213 @@
+//! `delink erase`: crypto-shredding of subjects, installations and devices.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow};
+use delink_config::Config;
+use delink_decode::normalise_identifier;
+use delink_keystore::{Entity, JournalEvent, JournalKind, KekSource, KeyStore, Keyring};
+use delink_model::{Field, Scope};
+use delink_pipeline::DataLayout;
+use delink_policy::Plan;
+
+use crate::pending::{PendingErasure, PendingList};
+use crate::subject::{SubjectRef, subject_column};
+
+/// One thing to erase, as named in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A subject: an account or an anonymous RFID tag.
+    Subject(SubjectRef),
+    /// An installation (`installation.id`).
+    Installation(String),
+    /// A charger or component, by serial: every epoch of its key.
+    Device(String),
+}
+
+impl Target {
+    fn scope(&self) -> Scope {
+        match self {
+            Target::Subject(_) => Scope::Subject,
+            Target::Installation(_) => Scope::Installation,
+            Target::Device(_) => Scope::Device,
+        }
+    }
+}
+
+/// Parses a request file: one `<kind> <identifier>` per line, kinds
+/// `subject`, `rfid`, `installation`, `device`; `#` starts a comment.
+pub fn parse_targets(text: &str) -> Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (kind, id) = line
+            .split_once(char::is_whitespace)
+            .map(|(kind, id)| (kind, id.trim()))
+            .ok_or_else(|| anyhow!("line {}: expected `<kind> <identifier>`", number + 1))?;
+        targets.push(match kind {
+            "subject" | "account" => Target::Subject(SubjectRef::Account(id.to_owned())),
+            "rfid" => Target::Subject(SubjectRef::Rfid(id.to_owned())),
+            "installation" => Target::Installation(id.to_owned()),
+            "device" => Target::Device(id.to_owned()),
+            _ => {
+                return Err(anyhow!(
+                    "line {}: unknown kind (expected subject, rfid, installation or device)",
+                    number + 1
+                ));
+            }
+        });
+    }
+    Ok(targets)
+}
+
+/// Says what an erasure did and when it is effective.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ErasureReport {
+    /// The request id written to the journal.
+    pub request_id: String,
+    /// Keys deleted, by scope.
+    pub keys_erased: BTreeMap<&'static str, u64>,
+    /// Targets that had no key (never seen, or already erased).
+    pub not_found: u64,
+    /// Subjects whose history rows await `delink retention`.
+    pub pending_subjects: u64,
+    /// When the keys were deleted (Unix seconds).
+    pub stored_at: i64,
+    /// From when no worker uses the erased keys (Unix seconds).
+    pub effective_at: i64,
+    /// The newest KEK version at the time: backups hold the keys under it or older ones.
+    pub kek_version: u32,
+}
+
+/// Erases every target: records the subjects' history pseudonyms, deletes the keys, journals it.
+pub fn erase(
+    config: &Config,
+    plan: &Plan,
+    store: &dyn KeyStore,
+    targets: &[Target],
+    request_id: &str,
+) -> Result<ErasureReport> {
+    let keyring = Keyring::load(&KekSource::from_env_or_file(config.kek_file()), false)?
+        .context("no KEK found; set DELINK_KEK or keystore.kek_file")?;
+    let normalised: Vec<Target> = targets.iter().map(normalise).collect::<Result<_>>()?;
+    record_pending(config, plan, store, &normalised, request_id)?;
+    let mut report = ErasureReport {
+        request_id: request_id.to_owned(),
+        keys_erased: BTreeMap::new(),
+        not_found: 0,
+        pending_subjects: 0,
+        stored_at: 0,
+        effective_at: 0,
+        kek_version: keyring.current_version(),
+    };
+    for target in &normalised {
+        let erased = erase_target(config, store, target)?;
+        if erased == 0 {
+            report.not_found += 1;
+            continue;
+        }
+        *report
+            .keys_erased
+            .entry(target.scope().as_str())
+            .or_insert(0) += erased;
+        if matches!(target, Target::Subject(_)) {
+            report.pending_subjects += 1;
+        }
+    }
+    for (scope, keys) in &report.keys_erased {
+        store.append_journal(&JournalEvent::now(JournalKind::Erasure {
+            request_id: request_id.to_owned(),
+            scope: (*scope).to_owned(),
+            keys: *keys,
+            kek_version: report.kek_version,
+        }))?;
+    }
+    report.stored_at = crate::unix_now();
+    report.effective_at = report.stored_at
+        + i64::try_from(config.keystore.erasure_propagation_secs).unwrap_or(i64::MAX);
+    tracing::info!(
+        request_id,
+        keys = report.keys_erased.values().sum::<u64>(),
+        "erasure stored"
+    );
+    Ok(report)
+}
+
+fn normalise(target: &Target) -> Result<Target> {
+    let normal = |field, id: &str| {
+        normalise_identifier(field, id)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| anyhow!("an empty {} cannot be erased", field_name(field)))
+    };
+    Ok(match target {
+        Target::Subject(subject) => {
+            let subject = subject.normalised();
+            match &subject {
+                SubjectRef::Account(id) | SubjectRef::Rfid(id) if id.is_empty() => {
+                    return Err(anyhow!("an empty subject identifier cannot be erased"));
+                }
+                _ => Target::Subject(subject),
+            }
+        }
+        Target::Installation(id) => Target::Installation(normal(Field::InstallationId, id)?),
+        Target::Device(serial) => Target::Device(normal(Field::ChargerSerial, serial)?),
+    })
+}
+
+fn field_name(field: Field) -> &'static str {
+    field.path()
+}
+
+/// Records, before any key goes, the pseudonyms that find erased subjects' history rows.
+fn record_pending(
+    config: &Config,
+    plan: &Plan,
+    store: &dyn KeyStore,
+    targets: &[Target],
+    request_id: &str,
+) -> Result<()> {
+    let mut entries = Vec::new();
+    for target in targets {
+        let Target::Subject(subject) = target else {
+            continue;
+        };
+        let entity_id = subject.entity_id();
+        if let Some(key) = store.existing_key(&SubjectRef::entity(&entity_id))? {
+            entries.push(PendingErasure::new(
+                request_id,
+                subject_column(plan, subject, &key)?,
+            ));
+        }
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let list = PendingList::new(&DataLayout::new(&config.data_dir).retention());
+    let lock = list.lock()?;
+    list.append(&lock, &entries)
+}
+
+/// Deletes a target's keys; returns how many there were.
+fn erase_target(config: &Config, store: &dyn KeyStore, target: &Target) -> Result<u64> {
+    let erased = |entity: Entity<'_>| store.erase(&entity).map(u64::from);
+    Ok(match target {
+        Target::Subject(subject) => erased(SubjectRef::entity(&subject.entity_id()))?,
+        Target::Installation(id) => erased(Entity::new(Scope::Installation, id))?,
+        Target::Device(serial) => {
+            let newest = config.device_epoch(chrono::Utc::now().timestamp_micros()) + 1;
+            let epochs = if config.keystore.device_epoch_days == 0 {
+                0..=0
+            } else {
+                0..=newest
+            };
+            let mut count = 0;
+            for epoch in epochs {
+                count += erased(Entity::device(serial, epoch))?;
+            }
+            count
+        }
+    })
+}
