@@ -6,6 +6,7 @@ mod util;
 
 mod cli;
 mod crash;
+mod erasure;
 mod leak;
 mod pipeline_e2e;
 mod reader;
