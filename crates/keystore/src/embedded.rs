@@ -597,7 +597,7 @@ fn load(keyring: &Keyring, records: &[[u8; RECORD_LEN]]) -> Result<Loaded> {
     let erased: HashSet<u64> = records
         .iter()
         .filter(|record| record[0] == ERASURE)
-        .map(|record| erased_record(record))
+        .map(erased_record)
         .collect();
     let mut loaded = Loaded {
         index_key: None,

@@ -54,12 +54,16 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Makes every key handed out so far durable.
     fn sync(&self) -> Result<()>;
 
-    /// Deletes the entity's key for good (secure delete), durably; returns whether it existed.
+    /// Deletes the entity's key, durably; returns whether it existed.
     ///
-    /// Other handles stop handing it out once their [`KeyStore::refresh`] has run.
+    /// The embedded store overwrites the record in place; a database may keep
+    /// old copies in pages, WAL and backups, which KEK rotation and retirement
+    /// make undecryptable. Other handles (and this one's [`KeyStore::generation`])
+    /// learn of it once their [`KeyStore::refresh`] has run.
     fn erase(&self, entity: &Entity<'_>) -> Result<bool>;
 
-    /// Catches up with changes other handles made (erasures, rotations); returns the generation.
+    /// Catches up with changes other handles made (erasures, and rotations: new keys are
+    /// then wrapped under the newest KEK version); returns the generation.
     fn refresh(&self) -> Result<u64>;
 
     /// Returns a number that changes whenever this handle has learnt of an erasure.
