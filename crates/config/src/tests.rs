@@ -69,3 +69,42 @@ fn unknown_keys_are_refused() {
     let error = load(None, env(&[("DELINK__INPUT__BATCH_SIZE", "3")])).expect_err("unknown");
     assert!(error.to_string().contains("batch_size"), "{error}");
 }
+
+#[test]
+fn the_postgres_backend_needs_a_url_and_debug_hides_it() {
+    let config = load(
+        None,
+        env(&[
+            ("DELINK__KEYSTORE__BACKEND", "postgres"),
+            (
+                "DELINK__KEYSTORE__POSTGRES_URL",
+                "postgres://delink:s3cret@db/delink",
+            ),
+        ]),
+    )
+    .expect("valid");
+    assert!(!format!("{config:?}").contains("s3cret"));
+    let error = load(
+        None,
+        env(&[("DELINK__KEYSTORE__ERASURE_PROPAGATION_SECS", "0")]),
+    )
+    .expect_err("propagation must exceed the refresh interval");
+    assert!(
+        error.to_string().contains("erasure_propagation_secs"),
+        "{error}"
+    );
+}
+
+#[test]
+fn device_epochs_number_periods_of_observation_time_from_one() {
+    let day = 86_400_000_000_i64;
+    assert_eq!(device_epoch(0, 5 * day), 0, "epochs off");
+    assert_eq!(device_epoch(30, 0), 1);
+    assert_eq!(device_epoch(30, 29 * day), 1);
+    assert_eq!(device_epoch(30, 30 * day), 2);
+    assert_eq!(
+        device_epoch(30, -day),
+        1,
+        "before 1970 clamps to the first epoch"
+    );
+}
