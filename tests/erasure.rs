@@ -14,7 +14,7 @@ use delink_model::{Field, Scope};
 use delink_policy::{Action, Plan};
 use delink_transform::pseudonym_hex;
 
-use crate::util::{Input, Snapshot, column_text, delink, run_ok, sorted_rows};
+use crate::util::{Input, Snapshot, column_text, columns_text, delink, run_ok, sorted_rows};
 
 const POLICY: &str = include_str!("../config/policy.toml");
 const HEADER_LEN: usize = 16;
@@ -174,12 +174,7 @@ fn rows_linked(
     }
     let mut linked = 0;
     for batch in snapshot.history.iter().chain(&snapshot.devices) {
-        let columns: Vec<Vec<String>> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|field| column_text(batch, field.name()))
-            .collect();
+        let columns = columns_text(batch);
         for row in 0..batch.num_rows() {
             if columns.iter().any(|column| {
                 column[row]

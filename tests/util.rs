@@ -244,16 +244,21 @@ pub(crate) fn column_text(batch: &RecordBatch, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Renders every column of a batch as text, in schema order.
+pub(crate) fn columns_text(batch: &RecordBatch) -> Vec<Vec<String>> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| column_text(batch, field.name()))
+        .collect()
+}
+
 /// Renders every row of a set of batches as one line of text, sorted.
 pub(crate) fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
     let mut rows = Vec::new();
     for batch in batches {
-        let columns: Vec<Vec<String>> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|field| column_text(batch, field.name()))
-            .collect();
+        let columns = columns_text(batch);
         for row in 0..batch.num_rows() {
             rows.push(
                 columns

@@ -433,20 +433,20 @@ impl KeyStore for PostgresKeyStore {
         Ok(counts)
     }
 
-    fn erase_device_epochs_before(&self, before_epoch: u32) -> Result<u64> {
+    fn erase_epochs_before(&self, scope: Scope, before_epoch: u32) -> Result<u64> {
         if before_epoch <= 1 {
             return Ok(0);
         }
         let last_purged = before_epoch - 1;
+        let scope_code = scope.code();
         let deleted = self.delete(
-            "purging device epochs",
+            "purging key epochs",
             "DELETE FROM delink_keys WHERE scope = $1 AND epoch BETWEEN 1 AND $2",
-            &[&i16::from(Scope::Device.code()), &i64::from(last_purged)],
+            &[&i16::from(scope_code), &i64::from(last_purged)],
         )?;
         if deleted > 0 {
-            let device = Scope::Device.code();
             self.forget(|_, cached| {
-                cached.scope_code != device || !(1..before_epoch).contains(&cached.epoch)
+                cached.scope_code != scope_code || !(1..before_epoch).contains(&cached.epoch)
             });
             self.vacuum();
         }

@@ -57,8 +57,21 @@ struct Slot {
 /// The open log file and how much of it this handle has applied.
 struct Log {
     file: File,
+    /// Device and inode of `file`: a different pair at the log's path means it was rewritten.
+    identity: (u64, u64),
     /// Bytes applied so far, always `HEADER_LEN + n * RECORD_LEN`.
     applied: u64,
+}
+
+impl Log {
+    fn new(file: File, applied: u64, path: &Path) -> Result<Self> {
+        let metadata = file.metadata().map_err(io("reading the key store", path))?;
+        Ok(Log {
+            file,
+            identity: (metadata.dev(), metadata.ino()),
+            applied,
+        })
+    }
 }
 
 /// Keeps entity keys in one file under the data directory; any number of
@@ -148,7 +161,7 @@ impl EmbeddedKeyStore {
             keyring: Mutex::new(keyring),
             index_key,
             keys: RwLock::new(loaded.keys),
-            log: Mutex::new(Log { file, applied }),
+            log: Mutex::new(Log::new(file, applied, &log_path)?),
             lock_file,
             generation: AtomicU64::new(0),
             unsynced: AtomicBool::new(false),
@@ -191,11 +204,7 @@ impl EmbeddedKeyStore {
     /// Runs `read` holding this handle's log and a shared file lock, caught up.
     fn shared<T>(&self, read: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
         let mut log = lock(&self.log);
-        let lock_path = self.dir.join(LOCK_FILE);
-        self.lock_file
-            .lock_shared()
-            .map_err(io("locking the key store", &lock_path))?;
-        let _lock = FileLock(&self.lock_file);
+        let _lock = lock_shared(&self.lock_file, &self.dir.join(LOCK_FILE))?;
         self.catch_up(&mut log)?;
         read(&mut log)
     }
@@ -204,11 +213,7 @@ impl EmbeddedKeyStore {
     fn catch_up(&self, log: &mut Log) -> Result<()> {
         let path = self.log_path();
         let on_disk = fs::metadata(&path).map_err(io("reading the key store", &path))?;
-        let ours = log
-            .file
-            .metadata()
-            .map_err(io("reading the key store", &path))?;
-        if on_disk.ino() != ours.ino() || on_disk.dev() != ours.dev() {
+        if (on_disk.dev(), on_disk.ino()) != log.identity {
             return self.reload(log);
         }
         if on_disk.len() < log.applied + RECORD_LEN as u64 {
@@ -259,10 +264,11 @@ impl EmbeddedKeyStore {
             }
         };
         *self.write_keys() = loaded.keys;
-        *log = Log {
+        *log = Log::new(
             file,
-            applied: HEADER_LEN + (records.len() * RECORD_LEN) as u64,
-        };
+            HEADER_LEN + (records.len() * RECORD_LEN) as u64,
+            &path,
+        )?;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -414,10 +420,7 @@ impl KeyStore for EmbeddedKeyStore {
                 .map_err(io("writing the key store", &staged))?;
             fs::rename(&staged, &path).map_err(io("replacing the key store", &path))?;
             sync_dir(&self.dir)?;
-            *log = Log {
-                file,
-                applied: offset,
-            };
+            *log = Log::new(file, offset, &path)?;
             Ok(rewrapped)
         })
     }
@@ -432,14 +435,14 @@ impl KeyStore for EmbeddedKeyStore {
         })
     }
 
-    fn erase_device_epochs_before(&self, before_epoch: u32) -> Result<u64> {
-        let device = Scope::Device.code();
+    fn erase_epochs_before(&self, scope: Scope, before_epoch: u32) -> Result<u64> {
+        let scope_code = scope.code();
         self.exclusively(|log| {
             let records: Vec<u64> = self
                 .read_keys()
                 .values()
                 .filter(|slot| {
-                    slot.scope_code == device && slot.epoch >= 1 && slot.epoch < before_epoch
+                    slot.scope_code == scope_code && (1..before_epoch).contains(&slot.epoch)
                 })
                 .map(|slot| slot.record)
                 .collect();
@@ -493,6 +496,12 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeySt
 
 fn lock_exclusive<'f>(file: &'f File, path: &Path) -> Result<FileLock<'f>> {
     file.lock().map_err(io("locking the key store", path))?;
+    Ok(FileLock(file))
+}
+
+fn lock_shared<'f>(file: &'f File, path: &Path) -> Result<FileLock<'f>> {
+    file.lock_shared()
+        .map_err(io("locking the key store", path))?;
     Ok(FileLock(file))
 }
 

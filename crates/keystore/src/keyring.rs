@@ -294,20 +294,16 @@ fn parse(text: &str) -> Result<BTreeMap<u32, Zeroizing<[u8; 32]>>> {
 }
 
 fn parse_hex(hex: &str) -> Result<Zeroizing<[u8; 32]>> {
-    let malformed = KeyStoreError::KekMalformed {
+    let malformed = || KeyStoreError::KekMalformed {
         reason: "expected 64 hex digits (256 bits)",
     };
     if hex.len() != 64 || !hex.is_ascii() {
-        return Err(malformed);
+        return Err(malformed());
     }
     let mut secret = Zeroizing::new([0u8; 32]);
     for (byte, pair) in secret.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let digits = std::str::from_utf8(pair).map_err(|_| KeyStoreError::KekMalformed {
-            reason: "expected 64 hex digits (256 bits)",
-        })?;
-        *byte = u8::from_str_radix(digits, 16).map_err(|_| KeyStoreError::KekMalformed {
-            reason: "expected 64 hex digits (256 bits)",
-        })?;
+        let digits = std::str::from_utf8(pair).map_err(|_| malformed())?;
+        *byte = u8::from_str_radix(digits, 16).map_err(|_| malformed())?;
     }
     Ok(secret)
 }

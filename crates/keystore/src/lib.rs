@@ -39,6 +39,8 @@ pub use tag::{LookupTag, lookup_tag, wrap_aad};
 
 use std::collections::BTreeMap;
 
+use delink_model::Scope;
+
 /// Finds, creates and erases entity keys. Implementations are shared by every worker thread
 /// of a process, and several processes may use one store at once.
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
@@ -76,8 +78,9 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Counts live entity keys per KEK version that wraps them.
     fn keys_per_kek_version(&self) -> Result<BTreeMap<u32, u64>>;
 
-    /// Deletes every device key of an epoch in `1..before_epoch`; returns how many.
-    fn erase_device_epochs_before(&self, before_epoch: u32) -> Result<u64>;
+    /// Deletes every key of `scope` with an epoch in `1..before_epoch` (expired device
+    /// epochs, quarantine days); returns how many.
+    fn erase_epochs_before(&self, scope: Scope, before_epoch: u32) -> Result<u64>;
 
     /// Appends an event to the lifecycle journal, durably.
     fn append_journal(&self, event: &JournalEvent) -> Result<()>;

@@ -215,7 +215,10 @@ pub fn device_epochs_are_purged_by_age(backend: &dyn Backend) {
     }
     key(&*store, Entity::new(Scope::Subject, "account:1"));
     store.sync().expect("sync");
-    assert_eq!(store.erase_device_epochs_before(3).expect("purge"), 2);
+    assert_eq!(
+        store.erase_epochs_before(Scope::Device, 3).expect("purge"),
+        2
+    );
     assert_eq!(existing(&*store, Entity::device("ZAP1", 1)), None);
     assert_eq!(existing(&*store, Entity::device("ZAP1", 2)), None);
     assert!(existing(&*store, Entity::device("ZAP1", 3)).is_some());

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use delink_config::Config;
 use delink_decode::normalise_identifier;
-use delink_keystore::{Entity, JournalEvent, JournalKind, KekSource, KeyStore, Keyring};
+use delink_keystore::{Entity, JournalEvent, JournalKind, KeyStore};
 use delink_model::{Field, Scope};
 use delink_pipeline::DataLayout;
 use delink_policy::Plan;
@@ -90,8 +90,7 @@ pub fn erase(
     targets: &[Target],
     request_id: &str,
 ) -> Result<ErasureReport> {
-    let keyring = Keyring::load(&KekSource::from_env_or_file(config.kek_file()), false)?
-        .context("no KEK found; set DELINK_KEK or keystore.kek_file")?;
+    let keyring = crate::kek::load_keyring(config)?;
     let normalised: Vec<Target> = targets.iter().map(normalise).collect::<Result<_>>()?;
     record_pending(config, plan, store, &normalised, request_id)?;
     let mut report = ErasureReport {
@@ -140,25 +139,19 @@ fn normalise(target: &Target) -> Result<Target> {
     let normal = |field, id: &str| {
         normalise_identifier(field, id)
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| anyhow!("an empty {} cannot be erased", field_name(field)))
+            .ok_or_else(|| anyhow!("an empty {} cannot be erased", field.path()))
     };
     Ok(match target {
         Target::Subject(subject) => {
             let subject = subject.normalised();
-            match &subject {
-                SubjectRef::Account(id) | SubjectRef::Rfid(id) if id.is_empty() => {
-                    return Err(anyhow!("an empty subject identifier cannot be erased"));
-                }
-                _ => Target::Subject(subject),
+            if subject.id().is_empty() {
+                return Err(anyhow!("an empty subject identifier cannot be erased"));
             }
+            Target::Subject(subject)
         }
         Target::Installation(id) => Target::Installation(normal(Field::InstallationId, id)?),
         Target::Device(serial) => Target::Device(normal(Field::ChargerSerial, serial)?),
     })
-}
-
-fn field_name(field: Field) -> &'static str {
-    field.path()
 }
 
 /// Records, before any key goes, the pseudonyms that find erased subjects' history rows.

@@ -95,22 +95,17 @@ fn create(path: &Path) -> Result<File> {
 /// Adds the partition date as the first column, and writes UTC timestamps with an
 /// explicit `+00:00` offset (what JSON and CSV writers can print).
 fn with_date(batch: &RecordBatch, date: &str) -> Result<RecordBatch> {
+    let dated = recast(batch, |data_type| match data_type {
+        DataType::Timestamp(unit, Some(_)) => {
+            Some(DataType::Timestamp(*unit, Some("+00:00".into())))
+        }
+        _ => None,
+    })?;
     let mut fields = vec![Arc::new(ArrowField::new("date", DataType::Utf8, false))];
+    fields.extend(dated.schema().fields().iter().cloned());
     let mut columns: Vec<ArrayRef> =
         vec![Arc::new(StringArray::from(vec![date; batch.num_rows()]))];
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        match field.data_type() {
-            DataType::Timestamp(unit, Some(_)) => {
-                let utc = DataType::Timestamp(*unit, Some("+00:00".into()));
-                columns.push(arrow_cast::cast(column, &utc)?);
-                fields.push(Arc::new(field.as_ref().clone().with_data_type(utc)));
-            }
-            _ => {
-                columns.push(column.clone());
-                fields.push(field.clone());
-            }
-        }
-    }
+    columns.extend(dated.columns().iter().cloned());
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),
         columns,
@@ -119,17 +114,28 @@ fn with_date(batch: &RecordBatch, date: &str) -> Result<RecordBatch> {
 
 /// Writes nested columns (lists) as text, which CSV can hold.
 fn flat(batch: &RecordBatch) -> Result<RecordBatch> {
+    recast(batch, |data_type| {
+        data_type.is_nested().then_some(DataType::Utf8)
+    })
+}
+
+/// Casts every column for which `target` names a new type; the others are kept.
+fn recast(
+    batch: &RecordBatch,
+    target: impl Fn(&DataType) -> Option<DataType>,
+) -> Result<RecordBatch> {
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if field.data_type().is_nested() {
-            columns.push(arrow_cast::cast(column, &DataType::Utf8)?);
-            fields.push(Arc::new(
-                field.as_ref().clone().with_data_type(DataType::Utf8),
-            ));
-        } else {
-            columns.push(column.clone());
-            fields.push(field.clone());
+        match target(field.data_type()) {
+            Some(data_type) => {
+                columns.push(arrow_cast::cast(column, &data_type)?);
+                fields.push(Arc::new(field.as_ref().clone().with_data_type(data_type)));
+            }
+            None => {
+                columns.push(column.clone());
+                fields.push(field.clone());
+            }
         }
     }
     Ok(RecordBatch::try_new(

@@ -6,12 +6,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use delink_config::Config;
 use delink_keystore::{JournalEvent, JournalKind, KekSource, KeyStore, Keyring};
+use delink_model::Scope;
 use serde::Serialize;
 
 /// The backup window of the privacy policy: deleted data survives in backups at most 5 weeks.
 pub const BACKUP_WINDOW: Duration = Duration::from_secs(35 * 86_400);
 
-fn keyring(config: &Config) -> Result<Keyring> {
+/// Loads the keyring the configuration names; it must exist.
+pub(crate) fn load_keyring(config: &Config) -> Result<Keyring> {
     Keyring::load(&KekSource::from_env_or_file(config.kek_file()), false)?
         .context("no KEK found; set DELINK_KEK or keystore.kek_file")
 }
@@ -30,7 +32,7 @@ pub struct RotationReport {
 /// With a keyring from `DELINK_KEK`, the operator adds the version to the
 /// secret first; rotation then re-wraps under the newest version loaded.
 pub fn rotate(config: &Config, store: &dyn KeyStore) -> Result<RotationReport> {
-    let mut keyring = keyring(config)?;
+    let mut keyring = load_keyring(config)?;
     let in_use = store.keys_per_kek_version()?;
     let newest_in_use = in_use.keys().next_back().copied().unwrap_or(0);
     match KekSource::from_env_or_file(config.kek_file()) {
@@ -71,7 +73,7 @@ pub struct RetireReport {
 /// Destroys KEK versions superseded at least `older_than` ago that no live key uses,
 /// and device keys of epochs past their retention.
 pub fn retire(config: &Config, store: &dyn KeyStore, older_than: Duration) -> Result<RetireReport> {
-    let mut keyring = keyring(config)?;
+    let mut keyring = load_keyring(config)?;
     let journal = store.journal()?;
     let in_use = store.keys_per_kek_version()?;
     let now = crate::unix_now();
@@ -128,7 +130,7 @@ fn purge_device_epochs(config: &Config, store: &dyn KeyStore) -> Result<u64> {
     }
     // Epoch n covers days [(n-1)·d, n·d): it has expired once n·d <= expired_until.
     let before_epoch = u32::try_from(expired_until / epoch_days + 1).unwrap_or(u32::MAX);
-    let keys = store.erase_device_epochs_before(before_epoch)?;
+    let keys = store.erase_epochs_before(Scope::Device, before_epoch)?;
     if keys > 0 {
         store.append_journal(&JournalEvent::now(JournalKind::EpochPurge {
             before_epoch,
@@ -194,7 +196,7 @@ pub struct KeyStatus {
 
 /// Reads versions, counts and the backup horizon of each erasure.
 pub fn key_status(config: &Config, store: &dyn KeyStore) -> Result<KeyStatus> {
-    let keyring = keyring(config)?;
+    let keyring = load_keyring(config)?;
     let journal = store.journal()?;
     let in_use = store.keys_per_kek_version()?;
     let mut in_use_since: BTreeMap<u32, i64> = BTreeMap::new();

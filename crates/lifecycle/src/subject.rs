@@ -36,7 +36,7 @@ impl SubjectRef {
         }
     }
 
-    fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         match self {
             SubjectRef::Account(id) | SubjectRef::Rfid(id) => id,
         }

@@ -64,7 +64,8 @@ impl KeyCache {
     }
 
     /// Asks the store for erasures when the refresh interval has passed, and
-    /// empties the cache when the store learnt of one. Called before each batch.
+    /// empties the cache when the store learnt of one or the cache outgrew its
+    /// bound (at most one batch's keys over it). Called before each batch.
     pub(crate) fn revalidate(&mut self, store: &dyn KeyStore) -> Result<()> {
         if self
             .last_refresh
@@ -74,7 +75,7 @@ impl KeyCache {
             self.last_refresh = Some(Instant::now());
         }
         let generation = store.generation();
-        if generation != self.generation {
+        if generation != self.generation || self.len() > MAX_CACHED_KEYS {
             self.clear();
             self.generation = generation;
         }
@@ -142,9 +143,6 @@ impl EntityKeys {
         cache: &mut KeyCache,
         observation: &Observation<'_>,
     ) -> Result<Self> {
-        if cache.len() > MAX_CACHED_KEYS {
-            cache.clear();
-        }
         let subject = observation
             .user
             .as_ref()

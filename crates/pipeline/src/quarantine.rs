@@ -66,7 +66,7 @@ pub fn open_quarantined(
     position: u64,
     sealed: &[u8],
 ) -> Result<Option<Vec<u8>>> {
-    let Some(key) = store.existing_key(&Entity::new(Scope::Quarantine, day))? else {
+    let Some(key) = store.existing_key(&day_key(day))? else {
         return Ok(None);
     };
     open_sealed(&key, sealing_context(segment, position).as_bytes(), sealed).map(Some)
@@ -124,8 +124,26 @@ impl QuarantineRows {
     }
 }
 
-/// How far back the day keys of an expired quarantine are looked for.
-const QUARANTINE_KEY_LOOKBACK_DAYS: i32 = 400;
+/// Names the key of one UTC day (`YYYY-MM-DD`) of quarantine. Its epoch is the
+/// day number + 1, so every expired day key goes with one epoch purge.
+pub(crate) fn day_key(date: &str) -> Entity<'_> {
+    let epoch = parse_day(date).map_or(0, |day| u32::try_from(day + 1).unwrap_or(0));
+    Entity {
+        scope: Scope::Quarantine,
+        id: date,
+        epoch,
+    }
+}
+
+/// Parses `YYYY-MM-DD` into a UTC day (days since 1970).
+fn parse_day(date: &str) -> Option<i32> {
+    let midnight = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)?;
+    Some(crate::layout::utc_day(
+        midnight.and_utc().timestamp_micros(),
+    ))
+}
 
 /// Deletes quarantine partitions older than `retention_days` before `today`
 /// (a UTC day) and destroys their day keys; returns how many partitions went.
@@ -137,11 +155,9 @@ pub fn purge_quarantine(
 ) -> anyhow::Result<u64> {
     let purged = purge_expired(&layout.quarantine(), today, retention_days)?;
     let oldest_kept = today - i32::try_from(retention_days).unwrap_or(i32::MAX);
-    for day in oldest_kept - QUARANTINE_KEY_LOOKBACK_DAYS..oldest_kept {
-        let name = crate::layout::date_partition(day);
-        let date = name.trim_start_matches("date=");
-        store.erase(&Entity::new(Scope::Quarantine, date))?;
-    }
+    // Day d has epoch d + 1: the keys of days before `oldest_kept` have epochs up to `oldest_kept`.
+    let before_epoch = u32::try_from(oldest_kept + 1).unwrap_or(0);
+    store.erase_epochs_before(Scope::Quarantine, before_epoch)?;
     Ok(purged)
 }
 
@@ -158,9 +174,7 @@ pub fn purge_expired(root: &Path, today: i32, retention_days: u32) -> std::io::R
             .file_name()
             .and_then(|name| name.to_str())
             .and_then(|name| name.strip_prefix("date="))
-            .and_then(|date| chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok())
-            .and_then(|date| date.and_hms_opt(0, 0, 0))
-            .map(|midnight| crate::layout::utc_day(midnight.and_utc().timestamp_micros()))
+            .and_then(parse_day)
         else {
             continue;
         };
@@ -187,5 +201,32 @@ mod tests {
         assert!(!dir.path().join("date=2026-10-01").exists());
         assert!(dir.path().join("date=2026-10-17").exists());
         assert!(dir.path().join("date=notes").exists());
+    }
+
+    #[test]
+    fn expired_day_keys_are_destroyed_and_recent_ones_kept() {
+        use delink_keystore::{EmbeddedKeyStore, KekSource};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = crate::DataLayout::new(dir.path());
+        let kek = KekSource::Env(
+            "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".to_owned(),
+        );
+        let store = EmbeddedKeyStore::open(&layout.keys(), &kek).expect("store");
+        let dates = ["2026-10-01", "2026-10-17", "2026-11-20"];
+        for date in dates {
+            store.key_for(&day_key(date)).expect("key");
+        }
+        let today = crate::layout::utc_day(1_795_178_712_345_000); // 2026-11-20
+        purge_quarantine(&layout, &store, today, 35).expect("purge");
+        let kept: Vec<bool> = dates
+            .iter()
+            .map(|date| {
+                store
+                    .existing_key(&day_key(date))
+                    .expect("lookup")
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(kept, [false, true, true]);
     }
 }

@@ -24,7 +24,7 @@ use crate::Progress;
 use crate::keys::KeyCache;
 use crate::layout::{DataLayout, RunLock, date_partition, utc_day};
 use crate::publisher::{SealedSegment, publish_segments};
-use crate::quarantine::{QuarantineSealer, purge_quarantine, quarantine_schema};
+use crate::quarantine::{QuarantineSealer, day_key, purge_quarantine, quarantine_schema};
 use crate::replay::ReplayWindow;
 use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, WorkerContext, process};
@@ -175,7 +175,7 @@ impl Pipeline {
             history_key: store.key_for(&Entity::new(Scope::Dataset, Dataset::History.as_str()))?,
             devices_key: store.key_for(&Entity::new(Scope::Dataset, Dataset::Devices.as_str()))?,
             quarantine: QuarantineSealer {
-                key: store.key_for(&Entity::new(Scope::Quarantine, quarantine_day))?,
+                key: store.key_for(&day_key(quarantine_day))?,
             },
             replay_key: EntityKey::random()?,
             device_epoch_days: self.config.keystore.device_epoch_days,
