@@ -1,5 +1,8 @@
 //! Metrics, health and the admin HTTP server of a delink worker.
 //!
+//! Every stage reports here; the admin server exposes it to Prometheus and
+//! to Kubernetes probes.
+//!
 //! Every metric is defined here, once: [`MetricName`] spells each name, type
 //! and label set, and [`Metrics`] holds the handles. The design decision to
 //! know: labels are bounded by construction. Output names, rejection reasons,
@@ -9,14 +12,18 @@
 //! `decode` and capped here at [`MAX_UNKNOWN_FIELD_LABELS`] distinct values,
 //! past which they are counted as [`OTHER_FIELD_LABEL`].
 //!
-//! [`Health`] is the liveness and readiness state the pipeline updates.
+//! [`Health`] is the liveness and readiness state the pipeline updates, and
+//! [`AdminServer`] serves both (`/metrics`, `/healthz`, `/readyz`) from a
+//! thread and a small runtime of its own, away from the pipeline's threads.
 //! `docs/metrics.md` documents every metric; a test keeps it in step with
 //! [`MetricName::ALL`].
 
+mod admin;
 mod error;
 mod health;
 mod metrics;
 
+pub use admin::{AdminServer, LIVENESS_PATH, METRICS_PATH, READINESS_PATH};
 pub use error::{Error, Result};
 pub use health::Health;
 pub use metrics::{
