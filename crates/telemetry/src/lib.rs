@@ -19,6 +19,8 @@
 //! [`MetricName::ALL`].
 
 mod admin;
+#[cfg(test)]
+mod documentation_tests;
 mod error;
 mod health;
 mod metrics;

@@ -976,6 +976,18 @@ mod tests {
     }
 
     #[test]
+    fn every_dataset_is_an_output() {
+        for dataset in delink_model::Dataset::ALL {
+            assert!(
+                Output::ALL
+                    .iter()
+                    .any(|output| output.as_str() == dataset.as_str()),
+                "{dataset:?}"
+            );
+        }
+    }
+
+    #[test]
     fn label_value_sets_are_distinct_snake_case() {
         let sets: [Vec<&str>; 3] = [
             Output::ALL.iter().map(|value| value.as_str()).collect(),
