@@ -45,3 +45,34 @@ pub enum Error {
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_can_travel_between_threads_and_into_anyhow() {
+        fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+        assert_error::<Error>();
+    }
+
+    #[test]
+    fn messages_are_lowercase_without_a_trailing_period() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9464));
+        let io = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        for error in [
+            Error::Bind { addr, source: io() },
+            Error::Start {
+                addr,
+                action: "spawning its thread",
+                source: io(),
+            },
+            Error::Serve { addr, source: io() },
+            Error::Panicked { addr },
+        ] {
+            let message = error.to_string();
+            assert!(message.starts_with(char::is_lowercase), "{message}");
+            assert!(!message.ends_with('.'), "{message}");
+        }
+    }
+}
