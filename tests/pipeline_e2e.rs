@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use delink_datadir::open_quarantined;
+use delink_keystore::subject_entity;
 use delink_keystore::{Entity, KeyStore};
 use delink_model::{Scope, SubjectId};
-use delink_pipeline::{open_quarantined, subject_entity};
 use delink_transform::pseudonym_hex;
 
 use crate::util::{column_text, open_store, sorted_rows, two_runs};

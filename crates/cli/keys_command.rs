@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use delink_lifecycle::{BACKUP_WINDOW, format_time, key_status, retire, rotate};
 
 use crate::ConfigArgs;
@@ -26,7 +26,7 @@ enum KeysAction {
         #[command(flatten)]
         settings: ConfigArgs,
         /// How long ago a version must have been superseded: the backup window, e.g. `35d`, `12h`.
-        #[arg(long, value_name = "AGE", default_value = "35d", value_parser = parse_age)]
+        #[arg(long, value_name = "AGE", default_value = "35d", value_parser = crate::parse_duration)]
         older_than: Duration,
     },
     /// Shows KEK versions, key counts, and when each erasure is complete in backups too.
@@ -124,36 +124,4 @@ pub(crate) fn run(args: KeysArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Parses `35d`, `12h`, `30m` or `45s`.
-fn parse_age(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let split = text.len().saturating_sub(1);
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| anyhow!("expected a number and a unit (d, h, m, s), e.g. 35d"))?;
-    let seconds = match unit {
-        "d" => number * 86_400,
-        "h" => number * 3_600,
-        "m" => number * 60,
-        "s" => number,
-        _ => return Err(anyhow!("unknown unit {unit:?}; use d, h, m or s")),
-    };
-    Ok(Duration::from_secs(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_parse_with_units() {
-        assert_eq!(parse_age("35d").expect("days"), BACKUP_WINDOW);
-        assert_eq!(parse_age("2h").expect("hours").as_secs(), 7200);
-        assert_eq!(parse_age("0s").expect("zero").as_secs(), 0);
-        assert!(parse_age("35").is_err());
-        assert!(parse_age("d").is_err());
-    }
 }

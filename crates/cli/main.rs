@@ -7,10 +7,14 @@ mod keys_command;
 mod quarantine_command;
 mod retention_command;
 mod run_command;
+mod shutdown;
 mod validate_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::anyhow;
 
 use clap::{Parser, Subcommand};
 
@@ -108,3 +112,38 @@ fn load_settings(
 
 /// The shipped policy, used when no policy file is configured.
 const BUILT_IN_POLICY: &str = include_str!("../../config/policy.toml");
+
+/// Parses `35d`, `12h`, `30m` or `45s`.
+pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| anyhow!("expected a number and a unit (d, h, m, s), e.g. 35d"))?;
+    let seconds = match unit {
+        "d" => number * 86_400,
+        "h" => number * 3_600,
+        "m" => number * 60,
+        "s" => number,
+        _ => return Err(anyhow!("unknown unit {unit:?}; use d, h, m or s")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_with_units() {
+        assert_eq!(
+            parse_duration("35d").expect("days"),
+            delink_lifecycle::BACKUP_WINDOW
+        );
+        assert_eq!(parse_duration("2h").expect("hours").as_secs(), 7200);
+        assert_eq!(parse_duration("0s").expect("zero").as_secs(), 0);
+        assert!(parse_duration("35").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+}

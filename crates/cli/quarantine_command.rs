@@ -2,7 +2,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use delink_pipeline::{DataLayout, open_key_store, quarantine_counts, quarantined_records};
+use delink_datadir::{DataLayout, quarantine_counts, quarantined_records};
+use delink_pipeline::open_key_store;
 
 use crate::{ConfigArgs, load_settings};
 

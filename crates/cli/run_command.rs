@@ -1,11 +1,13 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use delink_pipeline::{Pipeline, Progress, RunSummary};
 use delink_telemetry::Metrics;
 
+use crate::shutdown::watch_signals;
 use crate::{ConfigArgs, load_settings};
 
 /// Arguments of `delink run`.
@@ -56,7 +58,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     config.validate()?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
     let pipeline = Pipeline::open(config, plan, Arc::clone(&metrics))?;
+    watch_signals(pipeline.stop_flag(), shutdown_timeout)?;
     // A terminal gets a line a second; a log (a Kubernetes pod, say) one every ten.
     let progress_every = match args.progress.as_str() {
         "never" => None,
@@ -76,7 +80,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
         eprintln!(
-            "progress: {} observations ({:.0}/s), {:.1} MB read, history {}, devices {}, quarantined {}",
+            "progress: {} observations ({:.0}/s), {:.1} MB read, published: history {}, devices {}; quarantined {}",
             progress.records,
             progress.records as f64 / seconds,
             progress.input_bytes as f64 / 1e6,
@@ -85,7 +89,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             progress.quarantined(),
         );
     };
-    let summary = pipeline.run(&args.inputs, &mut on_progress)?;
+    let mut source = pipeline.file_source(args.inputs);
+    let summary = pipeline.run(&mut source, &mut on_progress)?;
     print!("{summary}");
     if let Some(path) = &args.metrics_file {
         std::fs::write(path, metrics.render())
@@ -107,7 +112,7 @@ fn summary_json(summary: &RunSummary) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "observations_in": totals.records,
-        "valid": totals.valid,
+        "valid": totals.valid(),
         "duplicates": totals.duplicates,
         "history_rows": totals.history_rows,
         "devices_rows": totals.devices_rows,

@@ -44,6 +44,9 @@ pub struct Config {
 pub struct InputConfig {
     /// Records per batch handed to a worker.
     pub batch_records: usize,
+    /// Kept bytes per batch handed to a worker: with the channel depths, this bounds
+    /// the memory taken by records in flight, whatever their size.
+    pub batch_bytes: usize,
     /// Records per segment, the unit of publication (one file per partition and segment).
     pub segment_records: u64,
     /// Records longer than this are rejected as `too_large`.
@@ -127,12 +130,25 @@ pub struct QuarantineConfig {
     pub keep_bytes: usize,
 }
 
-/// Configures parallelism.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Configures parallelism and shutdown.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Decode/transform threads; 0 means one per core.
     pub workers: usize,
+    /// After SIGTERM or SIGINT, the time allowed to publish what was read and exit;
+    /// past it the process exits with code 4. Keep it below Kubernetes'
+    /// `terminationGracePeriodSeconds`.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 0,
+            shutdown_timeout_secs: 25,
+        }
+    }
 }
 
 impl Default for Config {
@@ -155,6 +171,7 @@ impl Default for InputConfig {
     fn default() -> Self {
         InputConfig {
             batch_records: 16384,
+            batch_bytes: 8 * 1024 * 1024,
             segment_records: 1_000_000,
             max_record_bytes: 64 * 1024,
             replay_window: 2_000_000,
@@ -224,6 +241,10 @@ impl Config {
             "input.batch_records must be at least 1",
         );
         check(
+            (64 * 1024..=256 * 1024 * 1024).contains(&self.input.batch_bytes),
+            "input.batch_bytes must be between 64 KiB and 256 MiB",
+        );
+        check(
             self.input.segment_records >= 1,
             "input.segment_records must be at least 1",
         );
@@ -280,6 +301,10 @@ impl Config {
         check(
             self.pipeline.workers <= 256,
             "pipeline.workers must be at most 256",
+        );
+        check(
+            (1..=3600).contains(&self.pipeline.shutdown_timeout_secs),
+            "pipeline.shutdown_timeout_secs must be 1..=3600",
         );
         if problems.is_empty() {
             Ok(())

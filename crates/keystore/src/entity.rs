@@ -1,6 +1,17 @@
 //! Names one entity whose key a store keeps.
 
-use delink_model::Scope;
+use delink_model::{Scope, SubjectId};
+
+/// Returns the key-store identifier of a subject.
+///
+/// Accounts and anonymous RFID tags share the subject scope, so each is
+/// prefixed with its kind and the two can never name the same entity.
+pub fn subject_entity(subject: SubjectId<'_>) -> String {
+    match subject {
+        SubjectId::Account(id) => format!("account:{id}"),
+        SubjectId::Rfid(tag) => format!("rfid:{tag}"),
+    }
+}
 
 /// Names an entity: its scope, its normalised identifier and, for devices, its key epoch.
 ///

@@ -29,7 +29,7 @@ mod tag;
 pub mod testkit;
 
 pub use embedded::EmbeddedKeyStore;
-pub use entity::Entity;
+pub use entity::{Entity, subject_entity};
 pub use error::{KeyStoreError, Result};
 pub use journal::{JournalEvent, JournalKind};
 pub use key::EntityKey;

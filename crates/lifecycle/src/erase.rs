@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 use delink_config::Config;
+use delink_datadir::DataLayout;
 use delink_decode::normalise_identifier;
 use delink_keystore::{Entity, JournalEvent, JournalKind, KeyStore};
 use delink_model::{Field, Scope};
-use delink_pipeline::DataLayout;
 use delink_policy::Plan;
 
 use crate::pending::{PendingErasure, PendingList};

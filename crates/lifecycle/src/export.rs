@@ -11,9 +11,9 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field as ArrowField, Schema};
 use arrow_select::filter::filter_record_batch;
 use delink_config::Config;
+use delink_datadir::DataLayout;
 use delink_keystore::KeyStore;
 use delink_model::Dataset;
-use delink_pipeline::DataLayout;
 use delink_policy::{Action, Plan};
 use serde::Serialize;
 

@@ -118,7 +118,9 @@ pub fn retire(config: &Config, store: &dyn KeyStore, older_than: Duration) -> Re
     Ok(report)
 }
 
-fn purge_device_epochs(config: &Config, store: &dyn KeyStore) -> Result<u64> {
+/// Destroys the device keys of epochs past `keystore.device_epoch_retention_days`;
+/// returns how many went.
+pub fn purge_device_epochs(config: &Config, store: &dyn KeyStore) -> Result<u64> {
     let epoch_days = i64::from(config.keystore.device_epoch_days);
     if epoch_days == 0 {
         return Ok(0);

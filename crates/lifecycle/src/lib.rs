@@ -19,7 +19,7 @@ pub use erase::{ErasureReport, Target, erase, parse_targets};
 pub use export::{ExportReport, export_subject};
 pub use kek::{
     BACKUP_WINDOW, ErasureStatus, KekVersionStatus, KeyStatus, RetireReport, RotationReport,
-    key_status, retire, rotate,
+    key_status, purge_device_epochs, retire, rotate,
 };
 pub use retention::{RetentionReport, retention};
 pub use subject::SubjectRef;

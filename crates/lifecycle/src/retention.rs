@@ -2,30 +2,36 @@
 //! partitions past their retention, and purges the quarantine.
 //!
 //! Idempotent and resumable: each file is replaced atomically, and the list
-//! of pending erasures is dropped only once every file is done. It holds the
-//! data directory's run lock, so every row a run made before an erasure is
-//! published before the job looks for it.
+//! of pending erasures is dropped only once every file is done. It runs while
+//! workers run: an erasure is applied only once every live worker's published
+//! watermark has passed the erasure's effective time, so every row hashed
+//! with the erased key is in view before the job looks for it; until then it
+//! stays pending (the job waits up to a bound first).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow_array::BooleanArray;
 use arrow_select::filter::filter_record_batch;
 use delink_config::Config;
-use delink_keystore::KeyStore;
+use delink_datadir::{DataLayout, live_watermarks, purge_expired, purge_quarantine, utc_day};
+use delink_keystore::{JournalKind, KeyStore};
 use delink_model::Dataset;
-use delink_pipeline::{DataLayout, RunLock, purge_quarantine, utc_day};
 use serde::Serialize;
 
 use crate::history;
-use crate::pending::PendingList;
+use crate::pending::{PendingErasure, PendingList};
 
 /// Says what a retention pass did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RetentionReport {
     /// Erasures applied (subjects whose rows were looked for).
     pub erasures_applied: u64,
+    /// Erasures left pending: a live worker may still publish rows hashed before
+    /// they took effect (or the erasure was never completed); the next pass applies them.
+    pub erasures_waiting: u64,
     /// History files rewritten without erased rows.
     pub files_rewritten: u64,
     /// History files deleted because every row was erased.
@@ -38,23 +44,28 @@ pub struct RetentionReport {
     pub quarantine_purged: u64,
 }
 
-/// Runs one retention pass over the data directory.
-pub fn retention(config: &Config, store: &dyn KeyStore) -> Result<RetentionReport> {
+/// How often a waiting retention pass looks at the workers' watermarks again.
+const WATERMARK_POLL: Duration = Duration::from_millis(250);
+
+/// Runs one retention pass over the data directory, waiting at most `wait` for
+/// running workers to publish what they hashed before pending erasures took effect.
+pub fn retention(config: &Config, store: &dyn KeyStore, wait: Duration) -> Result<RetentionReport> {
     let layout = DataLayout::new(&config.data_dir);
-    let _run_lock = RunLock::take(&layout)?;
     let today = utc_day(chrono::Utc::now().timestamp_micros());
     let mut report = RetentionReport::default();
     let history_root = layout.dataset(Dataset::History);
     if config.retention.history_days > 0 {
         report.partitions_expired =
-            delink_pipeline::purge_expired(&history_root, today, config.retention.history_days)
+            purge_expired(&history_root, today, config.retention.history_days)
                 .context("deleting expired history partitions")?;
     }
     let list = PendingList::new(&layout.retention());
-    let pending = {
+    let recorded = {
         let lock = list.lock()?;
         list.read(&lock)?
     };
+    let (pending, waiting) = applicable(config, store, &layout, recorded, wait)?;
+    report.erasures_waiting = waiting.len() as u64;
     let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
     for entry in &pending {
         wanted
@@ -79,6 +90,54 @@ pub fn retention(config: &Config, store: &dyn KeyStore) -> Result<RetentionRepor
     report.quarantine_purged =
         purge_quarantine(&layout, store, today, config.quarantine.retention_days)?;
     Ok(report)
+}
+
+/// Splits pending erasures into those whose rows are all in view (applicable now)
+/// and those still waiting, after waiting up to `wait` for the watermarks to pass.
+fn applicable(
+    config: &Config,
+    store: &dyn KeyStore,
+    layout: &DataLayout,
+    recorded: Vec<PendingErasure>,
+    wait: Duration,
+) -> Result<(Vec<PendingErasure>, Vec<PendingErasure>)> {
+    let propagation = i64::try_from(config.keystore.erasure_propagation_secs).unwrap_or(i64::MAX);
+    let journal = store.journal()?;
+    // When each request's keys were deleted and no worker could use them any more (Unix µs).
+    let effective_at = |entry: &PendingErasure| {
+        journal.iter().find_map(|event| match &event.kind {
+            JournalKind::Erasure { request_id, .. } if *request_id == entry.request_id => Some(
+                event
+                    .at
+                    .saturating_add(propagation)
+                    .saturating_mul(1_000_000),
+            ),
+            _ => None,
+        })
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        let published_before = live_watermarks(layout)?
+            .iter()
+            .map(|watermark| watermark.published_before_us)
+            .min()
+            .unwrap_or(i64::MAX)
+            .min(chrono::Utc::now().timestamp_micros());
+        let (ready, waiting): (Vec<_>, Vec<_>) = recorded
+            .iter()
+            .cloned()
+            .partition(|entry| effective_at(entry).is_some_and(|at| at <= published_before));
+        if waiting.is_empty() || Instant::now() >= deadline {
+            if !waiting.is_empty() {
+                tracing::warn!(
+                    waiting = waiting.len(),
+                    "erasures left pending: a running worker has not yet published everything it read before they took effect"
+                );
+            }
+            return Ok((ready, waiting));
+        }
+        std::thread::sleep(WATERMARK_POLL);
+    }
 }
 
 fn remove_rows(

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result, anyhow};
 use delink_decode::normalise_identifier;
+use delink_keystore::subject_entity;
 use delink_keystore::{Entity, EntityKey};
 use delink_model::{Field, Scope, SubjectId};
-use delink_pipeline::subject_entity;
 use delink_policy::{Action, Plan};
 
 /// A subject as an operator names it: an account, or an anonymous RFID tag.

@@ -18,6 +18,7 @@ mod prehashed;
 mod raw_batch;
 mod rejection;
 mod scope;
+mod source;
 
 pub use dataset::Dataset;
 pub use field::{Field, FieldClass, ValueType};
@@ -26,6 +27,7 @@ pub use observation::{
     SubjectId, User,
 };
 pub use prehashed::{BuildPrehashedHasher, PrehashedHasher};
-pub use raw_batch::{RawBatch, RawRecord};
+pub use raw_batch::{LaneId, RawBatch, RawRecord, SegmentId};
 pub use rejection::{Rejection, RejectionReason};
 pub use scope::Scope;
+pub use source::{PipelineStopped, Published, Source, SourceContext, SourceError};

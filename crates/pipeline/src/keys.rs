@@ -4,20 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use delink_keystore::{Entity, EntityKey, KeyStore, Result};
+use delink_keystore::{Entity, EntityKey, KeyStore, Result, subject_entity};
 use delink_model::{Observation, Scope, SubjectId};
+use delink_telemetry::{KeystoreOperation, Metrics};
 use delink_transform::ObservationKeys;
-
-/// Returns the key-store identifier of a subject.
-///
-/// Accounts and anonymous RFID tags share the subject scope, so each is
-/// prefixed with its kind and the two can never name the same entity.
-pub fn subject_entity(subject: SubjectId<'_>) -> String {
-    match subject {
-        SubjectId::Account(id) => format!("account:{id}"),
-        SubjectId::Rfid(tag) => format!("rfid:{tag}"),
-    }
-}
 
 /// Entries a worker caches before starting afresh; bounds memory per worker.
 const MAX_CACHED_KEYS: usize = 250_000;
@@ -27,8 +17,8 @@ const MAX_CACHED_KEYS: usize = 250_000;
 /// Emptied whenever the store's generation moves: an erased key is never
 /// used from the cache once the store has learnt of its erasure.
 pub(crate) struct KeyCache {
-    /// The store generation the cached keys belong to.
-    generation: u64,
+    /// The store generation the cached keys belong to; `None` before the first batch.
+    generation: Option<u64>,
     /// Device-key epoch length in days; 0 = no epochs.
     epoch_days: u32,
     /// How often the store is asked for erasures made elsewhere.
@@ -47,7 +37,7 @@ impl KeyCache {
     /// asking the store for erasures every `refresh_interval`.
     pub(crate) fn new(epoch_days: u32, refresh_interval: Duration) -> Self {
         KeyCache {
-            generation: 0,
+            generation: None,
             epoch_days,
             refresh_interval,
             last_refresh: None,
@@ -66,18 +56,26 @@ impl KeyCache {
     /// Asks the store for erasures when the refresh interval has passed, and
     /// empties the cache when the store learnt of one or the cache outgrew its
     /// bound (at most one batch's keys over it). Called before each batch.
-    pub(crate) fn revalidate(&mut self, store: &dyn KeyStore) -> Result<()> {
+    pub(crate) fn revalidate(&mut self, store: &dyn KeyStore, metrics: &Metrics) -> Result<()> {
         if self
             .last_refresh
             .is_none_or(|last| last.elapsed() >= self.refresh_interval)
         {
-            store.refresh()?;
+            metrics.count_keystore_operations(KeystoreOperation::Refresh, 1);
+            store
+                .refresh()
+                .inspect_err(|_| metrics.count_keystore_error(KeystoreOperation::Refresh))?;
             self.last_refresh = Some(Instant::now());
         }
-        let generation = store.generation();
-        if generation != self.generation || self.len() > MAX_CACHED_KEYS {
+        let generation = Some(store.generation());
+        if generation != self.generation {
+            if self.generation.is_some() {
+                metrics.count_erasure_applied();
+            }
             self.clear();
             self.generation = generation;
+        } else if self.len() > MAX_CACHED_KEYS {
+            self.clear();
         }
         Ok(())
     }

@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use delink_model::Dataset;
 
-use crate::{DataLayout, Progress};
+use delink_datadir::DataLayout;
+
+use crate::Progress;
 
 /// Describes a finished run, for people (`Display`) and for tests (fields).
 #[derive(Debug, Clone)]
@@ -63,7 +65,8 @@ impl fmt::Display for RunSummary {
         writeln!(
             f,
             "  valid                {} ({} replays written once)",
-            totals.valid, totals.duplicates
+            totals.valid(),
+            totals.duplicates
         )?;
         writeln!(
             f,

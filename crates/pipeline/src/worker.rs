@@ -1,19 +1,19 @@
 //! The parallel stage: decode, fetch keys and transform one batch.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use delink_datadir::{QuarantineRows, QuarantineSealer, date_partition, day_key, utc_day};
 use delink_decode::{DecodeLimits, decode};
 use delink_keystore::{EntityKey, KeyStore, Result};
-use delink_model::{Dataset, RawBatch, Rejection, RejectionReason};
+use delink_model::{Dataset, LaneId, Rejection, RejectionReason, SegmentId};
 use delink_policy::Plan;
 use delink_transform::DatasetBatchBuilder;
 
+use crate::dispatch::Work;
 use crate::keys::{EntityKeys, KeyCache};
-use crate::layout::utc_day;
-use crate::quarantine::{QuarantineRows, QuarantineSealer};
 
 /// Everything a worker needs, shared by all workers of a run.
 pub(crate) struct WorkerContext {
@@ -21,10 +21,11 @@ pub(crate) struct WorkerContext {
     pub(crate) history_schema: SchemaRef,
     pub(crate) devices_schema: SchemaRef,
     pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) metrics: Arc<delink_telemetry::Metrics>,
     pub(crate) limits: DecodeLimits,
     pub(crate) history_key: EntityKey,
     pub(crate) devices_key: EntityKey,
-    pub(crate) quarantine: QuarantineSealer,
+    pub(crate) quarantine: QuarantineKeys,
     /// Keys the in-memory replay digests; random per run, never stored.
     pub(crate) replay_key: EntityKey,
     /// Device-key epoch length in days; 0 = no epochs.
@@ -42,10 +43,39 @@ pub(crate) struct PartitionRows {
     pub(crate) observations: Vec<u32>,
 }
 
+/// The quarantine sealers of the days seen so far, shared by the workers.
+#[derive(Default)]
+pub(crate) struct QuarantineKeys {
+    by_day: Mutex<HashMap<i32, Arc<QuarantineSealer>>>,
+}
+
+impl QuarantineKeys {
+    /// Returns the sealer of a UTC day, creating the day's key when it is new.
+    fn sealer(&self, store: &dyn KeyStore, day: i32) -> Result<Arc<QuarantineSealer>> {
+        let mut by_day = self.by_day.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sealer) = by_day.get(&day) {
+            return Ok(Arc::clone(sealer));
+        }
+        let partition = date_partition(day);
+        let date = partition.trim_start_matches("date=");
+        let sealer = Arc::new(QuarantineSealer {
+            key: store.key_for(&day_key(date))?,
+        });
+        by_day.insert(day, Arc::clone(&sealer));
+        Ok(sealer)
+    }
+}
+
 /// What one batch turned into, handed back to the ordered stage.
 pub(crate) struct ProcessedBatch {
-    pub(crate) segment_stem: String,
+    pub(crate) lane: LaneId,
+    pub(crate) sequence: u64,
+    pub(crate) segment: SegmentId,
     pub(crate) closes_segment: bool,
+    pub(crate) end_position: u64,
+    /// Only the replay digests count: the records were published before.
+    pub(crate) already_published: bool,
+    pub(crate) quarantine_day: i32,
     /// One replay digest per valid observation, in input order.
     pub(crate) digests: Vec<u128>,
     pub(crate) partitions: Vec<PartitionRows>,
@@ -69,25 +99,28 @@ struct DayRows<'p> {
 pub(crate) fn process(
     context: &WorkerContext,
     cache: &mut KeyCache,
-    mut batch: RawBatch,
+    mut work: Work,
 ) -> (Result<ProcessedBatch>, Vec<u8>) {
     let processed = cache
-        .revalidate(context.store.as_ref())
-        .and_then(|()| transform_batch(context, cache, &batch));
-    (processed, std::mem::take(&mut batch.data))
+        .revalidate(context.store.as_ref(), &context.metrics)
+        .and_then(|()| transform_batch(context, cache, &work));
+    (processed, std::mem::take(&mut work.batch.data))
 }
 
 fn transform_batch(
     context: &WorkerContext,
     cache: &mut KeyCache,
-    batch: &RawBatch,
+    work: &Work,
 ) -> Result<ProcessedBatch> {
+    let batch = &work.batch;
     let plan = context.plan.as_ref();
     let mut days: BTreeMap<i32, DayRows<'_>> = BTreeMap::new();
     let mut digests = Vec::with_capacity(batch.records.len());
     let mut rejected = BTreeMap::new();
     let mut unknown_fields = HashMap::new();
-    let mut quarantine = QuarantineRows::new(&batch.segment_stem);
+    let stem = batch.segment.stem();
+    let mut quarantine = QuarantineRows::new(&stem);
+    let mut sealer = None;
     for record in &batch.records {
         let bytes = batch.bytes(record);
         let verdict = if record.full_len > context.limits.max_record_bytes as u64 {
@@ -97,14 +130,28 @@ fn transform_batch(
         };
         let decoded = match verdict {
             Ok(decoded) => decoded,
+            Err(_) if batch.already_published => continue,
             Err(rejection) => {
                 *rejected.entry(rejection.reason).or_insert(0) += 1;
-                context
-                    .quarantine
-                    .push(&mut quarantine, record, bytes, rejection)?;
+                let sealer = match &sealer {
+                    Some(sealer) => sealer,
+                    None => sealer.insert(
+                        context
+                            .quarantine
+                            .sealer(context.store.as_ref(), work.quarantine_day)?,
+                    ),
+                };
+                sealer.push(&mut quarantine, record, bytes, rejection)?;
                 continue;
             }
         };
+        if batch.already_published {
+            digests.push(replay_digest(
+                &context.replay_key,
+                &decoded.observation.observation_id,
+            ));
+            continue;
+        }
         for name in decoded.unknown_fields {
             *unknown_fields.entry(name).or_insert(0) += 1;
         }
@@ -155,8 +202,13 @@ fn transform_batch(
         });
     }
     Ok(ProcessedBatch {
-        segment_stem: batch.segment_stem.clone(),
+        lane: batch.lane,
+        sequence: work.sequence,
+        segment: batch.segment.clone(),
         closes_segment: batch.closes_segment,
+        end_position: batch.end_position,
+        already_published: batch.already_published,
+        quarantine_day: work.quarantine_day,
         digests,
         partitions,
         quarantine: quarantine.finish(),

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -14,9 +15,6 @@ use parquet::schema::types::ColumnPath;
 use crate::error::io;
 use crate::{Result, SinkError};
 
-/// Directory under each root where files are written before they are published.
-const STAGING_DIR: &str = ".staging";
-
 /// Tunes file layout and memory.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -24,16 +22,17 @@ pub struct WriterOptions {
     pub row_group_rows: usize,
     /// zstd level (1 = fastest).
     pub zstd_level: i32,
-    /// Bytes of encoded-but-unwritten row groups allowed across open files before the
-    /// largest is flushed early; bounds memory whatever the number of partitions.
+    /// Bytes of encoded-but-unwritten row groups allowed across a segment's open files
+    /// before the largest is flushed early; bounds memory whatever the number of partitions.
     pub buffer_budget_bytes: usize,
-    /// Written into every file's key-value metadata as `delink.dataset`.
+    /// Written into every file's key-value metadata as `delink.dataset`; also names
+    /// the output's staged files.
     pub dataset: String,
     /// Columns written without a dictionary because their values are nearly all distinct.
     pub plain_columns: Vec<String>,
 }
 
-/// A closed file (footer written) waiting under `.staging/` to be published.
+/// A closed file (footer written) waiting in the staging directory to be published.
 #[derive(Debug)]
 pub struct SealedFile {
     file: File,
@@ -41,6 +40,8 @@ pub struct SealedFile {
     final_path: PathBuf,
     /// Rows in the file.
     pub rows: u64,
+    /// Size of the file in bytes.
+    pub bytes: u64,
 }
 
 impl SealedFile {
@@ -57,24 +58,26 @@ struct OpenFile {
     rows: u64,
 }
 
-/// Writes one output's partitions; one open file per partition and segment.
+/// Describes one output (its root, schema and file properties) and starts its segments.
+#[derive(Debug)]
 pub struct PartitionedWriter {
     root: PathBuf,
     staging: PathBuf,
     schema: SchemaRef,
     properties: WriterProperties,
     options: WriterOptions,
-    open: BTreeMap<String, OpenFile>,
 }
 
 impl PartitionedWriter {
-    /// Prepares `root`, clearing files a crashed run left in its staging area.
-    pub fn create(root: &Path, schema: SchemaRef, options: WriterOptions) -> Result<Self> {
-        let staging = root.join(STAGING_DIR);
-        if staging.exists() {
-            fs::remove_dir_all(&staging).map_err(io("clearing the staging directory", &staging))?;
-        }
-        fs::create_dir_all(&staging).map_err(io("creating the staging directory", &staging))?;
+    /// Prepares the output under `root`, staging its files in `staging` (a directory of
+    /// the calling worker's own, on the same filesystem, outside every dataset root).
+    pub fn create(
+        root: &Path,
+        staging: &Path,
+        schema: SchemaRef,
+        options: WriterOptions,
+    ) -> Result<Arc<Self>> {
+        fs::create_dir_all(staging).map_err(io("creating the staging directory", staging))?;
         let level =
             ZstdLevel::try_new(options.zstd_level).map_err(|source| SinkError::Parquet {
                 path: root.to_path_buf(),
@@ -96,32 +99,41 @@ impl PartitionedWriter {
                 properties.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
         }
         let properties = properties.build();
-        Ok(PartitionedWriter {
+        Ok(Arc::new(PartitionedWriter {
             root: root.to_path_buf(),
-            staging,
+            staging: staging.to_path_buf(),
             schema,
             properties,
             options,
-            open: BTreeMap::new(),
-        })
+        }))
     }
 
-    /// Appends `batch` to the file of `partition` (a `key=value` directory name) in the
-    /// current segment, opening it as `part-<file_stem>.parquet` when needed.
-    pub fn write(&mut self, partition: &str, file_stem: &str, batch: &RecordBatch) -> Result<()> {
+    /// Starts the files of one segment: every file it opens is named `part-<stem>.parquet`.
+    pub fn start_segment(self: &Arc<Self>, stem: &str) -> SegmentFiles {
+        SegmentFiles {
+            output: Arc::clone(self),
+            stem: stem.to_owned(),
+            open: BTreeMap::new(),
+        }
+    }
+}
+
+/// The open files of one segment of one output, one per partition.
+pub struct SegmentFiles {
+    output: Arc<PartitionedWriter>,
+    stem: String,
+    open: BTreeMap<String, OpenFile>,
+}
+
+impl SegmentFiles {
+    /// Appends `batch` to the segment's file of `partition` (a `key=value` directory name).
+    pub fn write(&mut self, partition: &str, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let file = match self.open.entry(partition.to_owned()) {
             Entry::Occupied(open) => open.into_mut(),
-            Entry::Vacant(slot) => slot.insert(open_file(
-                &self.root,
-                &self.staging,
-                &self.schema,
-                &self.properties,
-                partition,
-                file_stem,
-            )?),
+            Entry::Vacant(slot) => slot.insert(open_file(&self.output, partition, &self.stem)?),
         };
         file.writer
             .write(batch)
@@ -141,7 +153,7 @@ impl PartitionedWriter {
                 .values()
                 .map(|f| f.writer.in_progress_size())
                 .sum();
-            if buffered <= self.options.buffer_budget_bytes {
+            if buffered <= self.output.options.buffer_budget_bytes {
                 return Ok(());
             }
             let Some(largest) = self
@@ -164,12 +176,11 @@ impl PartitionedWriter {
         }
     }
 
-    /// Closes every open file of the segment (footer written) without making it
-    /// visible; the caller publishes them with [`publish`], which fsyncs them first.
-    pub fn seal_segment(&mut self) -> Result<Vec<SealedFile>> {
-        let open = std::mem::take(&mut self.open);
-        let mut sealed = Vec::with_capacity(open.len());
-        for file in open.into_values() {
+    /// Closes every file of the segment (footer written) without making it visible;
+    /// the caller publishes them with [`publish`], which fsyncs them first.
+    pub fn seal(self) -> Result<Vec<SealedFile>> {
+        let mut sealed = Vec::with_capacity(self.open.len());
+        for file in self.open.into_values() {
             let staged = file.staged;
             let inner = file
                 .writer
@@ -178,11 +189,16 @@ impl PartitionedWriter {
                     path: staged.clone(),
                     source: Box::new(source),
                 })?;
+            let bytes = inner
+                .metadata()
+                .map_err(io("reading a staged file's size", &staged))?
+                .len();
             sealed.push(SealedFile {
                 file: inner,
                 staged,
                 final_path: file.final_path,
                 rows: file.rows,
+                bytes,
             });
         }
         Ok(sealed)
@@ -190,26 +206,20 @@ impl PartitionedWriter {
 }
 
 /// Opens the staged file of one partition and segment.
-fn open_file(
-    root: &Path,
-    staging: &Path,
-    schema: &SchemaRef,
-    properties: &WriterProperties,
-    partition: &str,
-    file_stem: &str,
-) -> Result<OpenFile> {
-    let file_name = format!("part-{file_stem}.parquet");
-    let partition_dir = root.join(partition);
+fn open_file(output: &PartitionedWriter, partition: &str, stem: &str) -> Result<OpenFile> {
+    let file_name = format!("part-{stem}.parquet");
+    let partition_dir = output.root.join(partition);
     fs::create_dir_all(&partition_dir)
         .map_err(io("creating a partition directory", &partition_dir))?;
-    let staged = staging.join(format!("{partition}--{file_name}.tmp"));
+    let staged = output.staging.join(format!(
+        "{}--{partition}--{file_name}.tmp",
+        output.options.dataset
+    ));
     let file = File::create(&staged).map_err(io("creating a staged file", &staged))?;
-    let writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(properties.clone())).map_err(|source| {
-            SinkError::Parquet {
-                path: staged.clone(),
-                source: Box::new(source),
-            }
+    let writer = ArrowWriter::try_new(file, output.schema.clone(), Some(output.properties.clone()))
+        .map_err(|source| SinkError::Parquet {
+            path: staged.clone(),
+            source: Box::new(source),
         })?;
     Ok(OpenFile {
         writer,

@@ -1,17 +1,23 @@
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use delink_model::{PipelineStopped, Published, RawBatch, SourceContext};
+
 use super::*;
 
 fn options(batch_lines: usize, segment_lines: u64) -> SourceOptions {
     SourceOptions {
         batch_lines,
+        batch_bytes: 1 << 20,
         segment_lines,
         keep_bytes: 16,
     }
 }
 
 fn all_batches(text: &'static [u8], options: SourceOptions) -> Vec<RawBatch> {
-    let mut source = NdjsonSource::from_reader("test", Box::new(text), options);
+    let mut reader = LineReader::new("test".into(), Box::new(text), options);
     let mut batches = Vec::new();
-    while let Some(batch) = source.next_batch().expect("read") {
+    while let Some(batch) = reader.next_batch(0, Vec::new()).expect("read") {
         batches.push(batch);
     }
     batches
@@ -31,32 +37,44 @@ fn lines_keep_their_numbers_and_blank_lines_are_skipped() {
     assert_eq!(batch.blank_lines, 2);
     assert!(batch.closes_segment);
     assert_eq!(batch.input_bytes, 10);
+    assert_eq!(batch.end_position, 6);
 }
 
 #[test]
-fn batches_never_span_segments_and_stems_follow_positions() {
+fn batches_never_span_segments_and_segments_follow_positions() {
     let batches = all_batches(b"1\n2\n3\n4\n5\n", options(2, 3));
-    let shape: Vec<(Vec<u64>, bool)> = batches
+    let shape: Vec<(Vec<u64>, bool, u64)> = batches
         .iter()
         .map(|b| {
             (
                 b.records.iter().map(|r| r.position).collect(),
                 b.closes_segment,
+                b.end_position,
             )
         })
         .collect();
     assert_eq!(
         shape,
         vec![
-            (vec![1, 2], false),
-            (vec![3], true),
-            (vec![4, 5], false),
-            (vec![], true)
+            (vec![1, 2], false, 3),
+            (vec![3], true, 4),
+            (vec![4, 5], false, 6),
+            (vec![], true, 6)
         ]
     );
-    assert!(batches[0].segment_stem.ends_with("-000000000001"));
-    assert!(batches[2].segment_stem.ends_with("-000000000004"));
-    assert!(batches.last().expect("last").closes_segment);
+    assert_eq!(batches[0].segment.stem(), "test-000000000001");
+    assert_eq!(batches[2].segment.first_position, 4);
+}
+
+#[test]
+fn batches_are_bounded_by_bytes_as_well_as_lines() {
+    let mut options = options(1000, 1000);
+    options.batch_bytes = 8;
+    let batches = all_batches(b"aaaa\nbbbb\ncccc\ndddd\n", options);
+    let sizes: Vec<usize> = batches.iter().map(|b| b.records.len()).collect();
+    // The last, empty batch closes the segment at the end of input.
+    assert_eq!(sizes, vec![2, 2, 0]);
+    assert!(batches.iter().all(|b| b.data.len() <= 8));
 }
 
 #[test]
@@ -69,13 +87,90 @@ fn oversized_lines_are_cut_but_keep_their_length() {
 }
 
 #[test]
-fn the_same_name_gives_the_same_stems() {
-    let first = all_batches(b"x\n", options(10, 100));
-    let second = all_batches(b"y\n", options(10, 100));
-    assert_eq!(first[0].segment_stem, second[0].segment_stem);
-    let other = NdjsonSource::from_reader("other", Box::new(&b"x\n"[..]), options(10, 100))
-        .next_batch()
-        .expect("read")
-        .expect("batch");
-    assert_ne!(other.segment_stem, first[0].segment_stem);
+fn file_identity_follows_content_not_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        content_identity(&path).expect("identity")
+    };
+    let first = write("a.ndjson", "one\ntwo\n");
+    assert_eq!(first, write("copy.ndjson", "one\ntwo\n"));
+    assert_ne!(
+        first,
+        write("a.ndjson", "one\nthree\n"),
+        "regenerated in place"
+    );
+    assert!(first.chars().all(|c| c.is_ascii_hexdigit()) && first.len() == 16);
+}
+
+#[test]
+fn every_stdin_run_gets_a_fresh_identity() {
+    let first = fresh_identity().expect("identity");
+    assert_ne!(first, fresh_identity().expect("identity"));
+}
+
+/// Collects emitted batches; requests a stop after `stop_after` batches.
+struct Collect {
+    batches: Arc<Mutex<Vec<RawBatch>>>,
+    stop_after: usize,
+}
+
+impl SourceContext for Collect {
+    fn emit(&mut self, batch: RawBatch) -> Result<(), PipelineStopped> {
+        self.batches.lock().expect("lock").push(batch);
+        Ok(())
+    }
+    fn buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn next_published(&mut self, _timeout: Duration) -> Option<Published> {
+        None
+    }
+    fn stop_requested(&self) -> bool {
+        self.batches.lock().expect("lock").len() >= self.stop_after
+    }
+}
+
+/// Runs a source to its end, stopping after `stop_after` batches; returns what it emitted.
+fn run_source(inputs: Vec<std::path::PathBuf>, stop_after: usize) -> Vec<RawBatch> {
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let mut source = NdjsonSource::new(inputs, options(2, 100));
+    source
+        .run(Box::new(Collect {
+            batches: Arc::clone(&batches),
+            stop_after,
+        }))
+        .expect("run");
+    std::mem::take(&mut *batches.lock().expect("lock"))
+}
+
+#[test]
+fn a_stop_closes_the_open_segment_where_reading_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("in.ndjson");
+    std::fs::write(&path, "1\n2\n3\n4\n5\n6\n").expect("write");
+    let batches = run_source(vec![path.clone(), path], 1);
+    let shape: Vec<(usize, bool, u64)> = batches
+        .iter()
+        .map(|b| (b.records.len(), b.closes_segment, b.end_position))
+        .collect();
+    assert_eq!(shape, vec![(2, false, 3), (0, true, 3)]);
+    assert_eq!(batches[0].segment, batches[1].segment);
+}
+
+#[test]
+fn inputs_share_one_lane_in_order_each_with_its_own_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("a.ndjson");
+    let second = dir.path().join("b.ndjson");
+    std::fs::write(&first, "1\n2\n").expect("write");
+    std::fs::write(&second, "3\n").expect("write");
+    let batches = run_source(vec![first, second], usize::MAX);
+    let lanes: Vec<(u32, usize, bool)> = batches
+        .iter()
+        .map(|b| (b.lane, b.records.len(), b.closes_segment))
+        .collect();
+    assert_eq!(lanes, vec![(0, 2, false), (0, 0, true), (0, 1, true)]);
+    assert_ne!(batches[0].segment.source, batches[2].segment.source);
 }

@@ -5,7 +5,7 @@
 //! metadata (Kafka topic and partition), or from a capped, sanitised set
 //! (unknown-field names). None comes from record contents.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use prometheus::{
@@ -579,6 +579,24 @@ impl Metrics {
         self.unknown_fields
             .with_label_values(&[label])
             .inc_by(count);
+    }
+
+    /// Returns the unknown-field counts by label (capped names, then `(other)`).
+    pub fn unknown_field_counts(&self) -> BTreeMap<String, u64> {
+        let labels = self
+            .unknown_field_labels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        labels
+            .iter()
+            .map(String::as_str)
+            .chain([OTHER_FIELD_LABEL])
+            .map(|label| {
+                let count = self.unknown_fields.with_label_values(&[label]).get();
+                (label.to_owned(), count)
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect()
     }
 
     /// Counts one published file of `output` and its size in bytes.

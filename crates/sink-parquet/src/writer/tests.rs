@@ -52,19 +52,34 @@ fn rows_in(path: &Path) -> usize {
 fn nothing_is_visible_until_published_and_rerun_replaces() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("out");
+    let staging = dir.path().join("staging");
     for _run in 0..2 {
-        let mut writer = PartitionedWriter::create(&root, batch(0..1).schema(), options(1 << 20))
-            .expect("create");
-        writer
-            .write("date=2026-11-20", "src-0000000000", &batch(0..10))
+        let output =
+            PartitionedWriter::create(&root, &staging, batch(0..1).schema(), options(1 << 20))
+                .expect("create");
+        let mut segment = output.start_segment("src-0000000000");
+        segment
+            .write("date=2026-11-20", &batch(0..10))
             .expect("write");
-        writer
-            .write("date=2026-11-21", "src-0000000000", &batch(10..15))
+        segment
+            .write("date=2026-11-21", &batch(10..15))
             .expect("write");
-        writer
-            .write("date=2026-11-20", "src-0000000000", &batch(15..20))
+        segment
+            .write("date=2026-11-20", &batch(15..20))
             .expect("write");
-        let sealed = writer.seal_segment().expect("seal");
+        let sealed = segment.seal().expect("seal");
+        assert!(sealed.iter().all(|f| f.bytes > 0));
+        assert!(sealed.iter().all(|f| {
+            f.final_path().ends_with(
+                Path::new(
+                    f.final_path()
+                        .parent()
+                        .and_then(Path::file_name)
+                        .expect("partition"),
+                )
+                .join("part-src-0000000000.parquet"),
+            )
+        }));
         assert_eq!(sealed.iter().map(|f| f.rows).sum::<u64>(), 20);
         let visible_before = visible_parquet(&root);
         publish(&sealed).expect("publish");
@@ -76,24 +91,23 @@ fn nothing_is_visible_until_published_and_rerun_replaces() {
 }
 
 #[test]
-fn a_tiny_budget_flushes_row_groups_early_and_stale_staging_is_cleared() {
+fn a_tiny_budget_flushes_row_groups_early() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("out");
-    fs::create_dir_all(root.join(STAGING_DIR)).expect("staging");
-    fs::write(root.join(STAGING_DIR).join("stale.tmp"), b"partial").expect("stale");
-    let mut writer =
-        PartitionedWriter::create(&root, batch(0..1).schema(), options(1)).expect("create");
-    assert!(!root.join(STAGING_DIR).join("stale.tmp").exists());
+    let output = PartitionedWriter::create(
+        &root,
+        &dir.path().join("staging"),
+        batch(0..1).schema(),
+        options(1),
+    )
+    .expect("create");
+    let mut segment = output.start_segment("s");
     for start in 0..5 {
-        writer
-            .write(
-                "date=2026-11-20",
-                "s",
-                &batch(start * 100..start * 100 + 100),
-            )
+        segment
+            .write("date=2026-11-20", &batch(start * 100..start * 100 + 100))
             .expect("write");
     }
-    let sealed = writer.seal_segment().expect("seal");
+    let sealed = segment.seal().expect("seal");
     publish(&sealed).expect("publish");
     let file = File::open(sealed[0].final_path()).expect("open");
     let metadata = ParquetRecordBatchReaderBuilder::try_new(file)

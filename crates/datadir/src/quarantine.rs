@@ -1,9 +1,14 @@
 //! The quarantine: every rejected record, encrypted, with a reason that names no personal data.
 //!
-//! Rows live under `quarantine/date=<UTC day of the run>/`. The raw bytes are
+//! Rows live under `quarantine/date=<day>/`, where the day is the UTC day a
+//! segment was first quarantined: a segment that is processed again (a re-run,
+//! a replay after a crash) goes back to the day and file it had, so re-running
+//! never adds quarantine rows, whatever the clock says. The raw bytes are
 //! sealed (XChaCha20-Poly1305) under a key per quarantine day, bound to the
 //! record's segment and position, so an operator holding the key store can
 //! inspect and replay them, and nobody else can read them.
+
+pub(crate) mod inspect;
 
 use std::fs;
 use std::path::Path;
@@ -16,8 +21,10 @@ use delink_keystore::{Entity, EntityKey, KeyStore, Result, open_sealed, seal};
 use delink_model::Scope;
 use delink_model::{RawRecord, Rejection};
 
+use crate::{parse_day, purge_expired};
+
 /// Builds the schema of quarantine files.
-pub(crate) fn quarantine_schema() -> SchemaRef {
+pub fn quarantine_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("segment", DataType::Utf8, false),
         Field::new("position", DataType::UInt64, false),
@@ -29,14 +36,15 @@ pub(crate) fn quarantine_schema() -> SchemaRef {
     ]))
 }
 
-/// Seals rejected records under the quarantine key of the run's day.
-pub(crate) struct QuarantineSealer {
-    pub(crate) key: EntityKey,
+/// Seals rejected records under the quarantine key of their day.
+pub struct QuarantineSealer {
+    /// The day's key.
+    pub key: EntityKey,
 }
 
 impl QuarantineSealer {
     /// Seals one rejected record and appends its row.
-    pub(crate) fn push(
+    pub fn push(
         &self,
         rows: &mut QuarantineRows,
         record: &RawRecord,
@@ -78,7 +86,7 @@ fn sealing_context(segment: &str, position: u64) -> String {
 }
 
 /// Accumulates quarantine rows of one batch.
-pub(crate) struct QuarantineRows {
+pub struct QuarantineRows {
     segment: String,
     segments: StringBuilder,
     positions: UInt64Builder,
@@ -91,7 +99,8 @@ pub(crate) struct QuarantineRows {
 }
 
 impl QuarantineRows {
-    pub(crate) fn new(segment: &str) -> Self {
+    /// Starts the rows of one batch of `segment` (its stem).
+    pub fn new(segment: &str) -> Self {
         QuarantineRows {
             segment: segment.to_owned(),
             segments: StringBuilder::new(),
@@ -106,7 +115,7 @@ impl QuarantineRows {
     }
 
     /// Hands out the rows, or `None` when the batch had no rejection.
-    pub(crate) fn finish(mut self) -> Option<RecordBatch> {
+    pub fn finish(mut self) -> Option<RecordBatch> {
         if self.count == 0 {
             return None;
         }
@@ -126,23 +135,13 @@ impl QuarantineRows {
 
 /// Names the key of one UTC day (`YYYY-MM-DD`) of quarantine. Its epoch is the
 /// day number + 1, so every expired day key goes with one epoch purge.
-pub(crate) fn day_key(date: &str) -> Entity<'_> {
+pub fn day_key(date: &str) -> Entity<'_> {
     let epoch = parse_day(date).map_or(0, |day| u32::try_from(day + 1).unwrap_or(0));
     Entity {
         scope: Scope::Quarantine,
         id: date,
         epoch,
     }
-}
-
-/// Parses `YYYY-MM-DD` into a UTC day (days since 1970).
-fn parse_day(date: &str) -> Option<i32> {
-    let midnight = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .ok()?
-        .and_hms_opt(0, 0, 0)?;
-    Some(crate::layout::utc_day(
-        midnight.and_utc().timestamp_micros(),
-    ))
 }
 
 /// Deletes quarantine partitions older than `retention_days` before `today`
@@ -161,29 +160,19 @@ pub fn purge_quarantine(
     Ok(purged)
 }
 
-/// Deletes partitions (`date=YYYY-MM-DD` directories) older than `retention_days` before `today`.
-pub fn purge_expired(root: &Path, today: i32, retention_days: u32) -> std::io::Result<u64> {
-    if !root.exists() {
-        return Ok(0);
-    }
-    let oldest_kept = today - i32::try_from(retention_days).unwrap_or(i32::MAX);
-    let mut purged = 0;
-    for entry in fs::read_dir(root)? {
-        let path = entry?.path();
-        let Some(day) = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_prefix("date="))
-            .and_then(parse_day)
-        else {
-            continue;
-        };
-        if day < oldest_kept {
-            fs::remove_dir_all(&path)?;
-            purged += 1;
-        }
-    }
-    Ok(purged)
+/// Returns the UTC day of the quarantine partition holding `stem`'s file, if any: a
+/// segment processed again keeps the day it was first quarantined on.
+pub fn find_segment_day(root: &Path, stem: &str) -> Option<i32> {
+    let file_name = format!("part-{stem}.parquet");
+    fs::read_dir(root).ok()?.find_map(|entry| {
+        let path = entry.ok()?.path();
+        let day = path
+            .file_name()?
+            .to_str()?
+            .strip_prefix("date=")
+            .and_then(parse_day)?;
+        path.join(&file_name).exists().then_some(day)
+    })
 }
 
 #[cfg(test)]
@@ -191,16 +180,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expired_partitions_go_and_recent_ones_stay() {
+    fn a_segment_keeps_the_day_it_was_first_quarantined_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for date in ["2026-10-01", "2026-10-17", "2026-11-20", "notes"] {
-            fs::create_dir_all(dir.path().join(format!("date={date}"))).expect("mkdir");
-        }
-        let today = crate::layout::utc_day(1_795_178_712_345_000); // 2026-11-20
-        assert_eq!(purge_expired(dir.path(), today, 35).expect("purge"), 1);
-        assert!(!dir.path().join("date=2026-10-01").exists());
-        assert!(dir.path().join("date=2026-10-17").exists());
-        assert!(dir.path().join("date=notes").exists());
+        let partition = dir.path().join("date=2026-10-17");
+        fs::create_dir_all(&partition).expect("mkdir");
+        fs::write(partition.join("part-abc-000000000001.parquet"), b"x").expect("write");
+        assert_eq!(
+            find_segment_day(dir.path(), "abc-000000000001"),
+            parse_day("2026-10-17")
+        );
+        assert_eq!(find_segment_day(dir.path(), "abc-000000000002"), None);
+        assert_eq!(find_segment_day(&dir.path().join("missing"), "abc"), None);
     }
 
     #[test]
@@ -216,7 +206,7 @@ mod tests {
         for date in dates {
             store.key_for(&day_key(date)).expect("key");
         }
-        let today = crate::layout::utc_day(1_795_178_712_345_000); // 2026-11-20
+        let today = crate::utc_day(1_795_178_712_345_000); // 2026-11-20
         purge_quarantine(&layout, &store, today, 35).expect("purge");
         let kept: Vec<bool> = dates
             .iter()

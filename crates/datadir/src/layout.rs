@@ -1,3 +1,5 @@
+//! Names every directory under the data directory, and the UTC-day partitions.
+
 use std::path::{Path, PathBuf};
 
 use delink_model::Dataset;
@@ -40,43 +42,16 @@ impl DataLayout {
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
     }
-}
 
-/// Holds the exclusive lock that lets one `delink run` at a time write a data directory.
-#[derive(Debug)]
-pub struct RunLock {
-    _file: std::fs::File,
-}
-
-impl RunLock {
-    /// Takes the lock, or explains which directory is busy.
-    pub fn take(layout: &DataLayout) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        std::fs::create_dir_all(&layout.root).with_context(|| {
-            format!("cannot create the data directory {}", layout.root.display())
-        })?;
-        let path = layout.root.join(".run.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
-                "another delink run is writing {}; wait for it or use another data directory",
-                layout.root.display()
-            )),
-            Err(std::fs::TryLockError::Error(error)) => {
-                Err(error).with_context(|| format!("cannot lock {}", path.display()))
-            }
-        }
+    /// Returns the directory holding each worker's own space (staging, watermark).
+    /// Its name starts with `_`, so readers that glob the datasets never see it.
+    pub fn workers(&self) -> PathBuf {
+        self.root.join("_workers")
     }
 }
 
 /// Names the Hive partition directory of a UTC day (days since the Unix epoch).
-pub(crate) fn date_partition(day: i32) -> String {
+pub fn date_partition(day: i32) -> String {
     let date = chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0)
         .map(|moment| moment.date_naive())
         .unwrap_or_default();
@@ -87,6 +62,14 @@ pub(crate) fn date_partition(day: i32) -> String {
 pub fn utc_day(micros: i64) -> i32 {
     // Days since 1970 fit an i32 for any timestamp chrono accepts.
     i32::try_from(micros.div_euclid(86_400_000_000)).unwrap_or(i32::MAX)
+}
+
+/// Parses `YYYY-MM-DD` into a UTC day (days since 1970).
+pub fn parse_day(date: &str) -> Option<i32> {
+    let midnight = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)?;
+    Some(utc_day(midnight.and_utc().timestamp_micros()))
 }
 
 #[cfg(test)]
@@ -100,5 +83,10 @@ mod tests {
             "date=2026-11-20"
         );
         assert_eq!(date_partition(utc_day(-1)), "date=1969-12-31");
+        assert_eq!(
+            parse_day("2026-11-20"),
+            Some(utc_day(1_795_178_712_345_000))
+        );
+        assert_eq!(parse_day("2026-13-01"), None);
     }
 }

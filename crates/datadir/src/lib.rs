@@ -1,0 +1,26 @@
+//! The data directory of delink: where `history/`, `devices/`, the
+//! quarantine, the key store and the workers' own spaces live, how
+//! partitions are named and expire, and how workers tell others what they
+//! have published.
+//!
+//! Both the pipeline (which writes) and the lifecycle jobs (retention,
+//! erasure, export) use it. The design decision to know: nothing here is a
+//! directory-wide lock. Every worker stages in a space of its own
+//! (`_workers/<id>/`, held by a lock only it holds, so a crashed worker's
+//! space is recognised and cleared by the next), and publishes a watermark
+//! — "everything I read before this instant is published" — that lets a
+//! retention pass run while workers run.
+
+mod expiry;
+mod layout;
+mod quarantine;
+mod worker_space;
+
+pub use expiry::purge_expired;
+pub use layout::{DataLayout, date_partition, parse_day, utc_day};
+pub use quarantine::inspect::{QuarantinedRecord, quarantine_counts, quarantined_records};
+pub use quarantine::{
+    QuarantineRows, QuarantineSealer, day_key, find_segment_day, open_quarantined,
+    purge_quarantine, quarantine_schema,
+};
+pub use worker_space::{Watermark, WorkerSpace, live_watermarks};

@@ -1,0 +1,79 @@
+//! The seam between sources and the pipeline, and the delivery model.
+//!
+//! # Checkpoints and the exactly-once effect
+//!
+//! A source cuts its input into **lanes** (an input file, a stdin run, a Kafka
+//! topic-partition) and each lane into **segments**: contiguous runs of
+//! records, named by [`SegmentId`] (source identity + first position). The
+//! pipeline keeps order, replay detection and open files per lane, so a slow
+//! or revoked lane never holds the others.
+//!
+//! A segment is published all at once: every file it produced (in `history/`,
+//! `devices/` and the quarantine) is sealed in the worker's staging space,
+//! the keys it used are made durable, and only then are the files renamed
+//! into view. The pipeline then reports a [`Published`] position back through
+//! [`SourceContext::next_published`]; it is the position just past the
+//! segment. Segments of one lane are published in order, so a source that
+//! commits only reported positions commits only positions that are published
+//! and contiguous.
+//!
+//! After a crash, a source resumes from its last committed position, which
+//! is always a segment boundary. A segment that was published but not
+//! committed is rebuilt under the same name from the same records, and
+//! replaces its own files: each record's effect is in the output exactly
+//! once. File names come from the source identity, never from the wall
+//! clock, and an identity covers the input's content, so different input
+//! never shares a name and re-running the same input adds nothing.
+//!
+//! # Shutdown
+//!
+//! When [`SourceContext::stop_requested`] turns true, a source stops reading,
+//! closes every open segment (a closing batch may carry no record), waits for
+//! their publication within its deadline, commits, and returns.
+
+use std::time::Duration;
+
+use crate::{LaneId, RawBatch};
+
+/// A position of a lane that is durably published: every record before it is in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The lane.
+    pub lane: LaneId,
+    /// First position of the segment that was published.
+    pub segment_first: u64,
+    /// The position just past the segment.
+    pub end_position: u64,
+}
+
+/// The pipeline has stopped taking batches (it failed or is shutting down); the source
+/// should return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline stopped taking input")]
+pub struct PipelineStopped;
+
+/// What a source reads into and hears back from; implemented by the pipeline.
+pub trait SourceContext {
+    /// Hands a batch to the pipeline, blocking while it is full (backpressure).
+    fn emit(&mut self, batch: RawBatch) -> Result<(), PipelineStopped>;
+
+    /// Returns an empty byte buffer to read the next batch into, recycled when possible.
+    fn buffer(&mut self) -> Vec<u8>;
+
+    /// Waits at most `timeout` for the next publication report.
+    fn next_published(&mut self, timeout: Duration) -> Option<Published>;
+
+    /// Tells whether shutdown was requested.
+    fn stop_requested(&self) -> bool;
+}
+
+/// Any error a source stops with; the pipeline reports it with its context.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Reads one kind of input into lanes and segments (see the module documentation).
+pub trait Source: Send {
+    /// Reads until the input ends or a stop is requested, emitting batches into
+    /// `context`; returns once everything it emitted is closed. The context is
+    /// owned so that a source may hand it to its client library's callbacks.
+    fn run(&mut self, context: Box<dyn SourceContext + Send>) -> Result<(), SourceError>;
+}

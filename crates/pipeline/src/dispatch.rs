@@ -1,0 +1,116 @@
+//! The pipeline's side of the source seam: numbers batches per lane, picks each
+//! segment's quarantine day, and passes publication reports back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Duration;
+
+use delink_datadir::{find_segment_day, utc_day};
+use delink_model::{LaneId, PipelineStopped, Published, RawBatch, SegmentId, SourceContext};
+
+use crate::in_flight::InFlight;
+
+/// One batch on its way to a worker.
+pub(crate) struct Work {
+    /// The batch's number within its lane (0, 1, …).
+    pub(crate) sequence: u64,
+    /// The UTC day of the quarantine partition of its segment.
+    pub(crate) quarantine_day: i32,
+    /// The records.
+    pub(crate) batch: RawBatch,
+}
+
+/// Where each lane stands.
+#[derive(Default)]
+struct LaneCursor {
+    next_sequence: u64,
+    /// The open segment and its quarantine day.
+    segment: Option<(SegmentId, i32)>,
+}
+
+/// Implements [`SourceContext`] over the pipeline's channels.
+pub(crate) struct Dispatch {
+    work: SyncSender<Work>,
+    recycled: Receiver<Vec<u8>>,
+    published: Receiver<Published>,
+    stop: Arc<AtomicBool>,
+    in_flight: Arc<InFlight>,
+    quarantine_root: PathBuf,
+    lanes: HashMap<LaneId, LaneCursor>,
+}
+
+impl Dispatch {
+    pub(crate) fn new(
+        work: SyncSender<Work>,
+        recycled: Receiver<Vec<u8>>,
+        published: Receiver<Published>,
+        stop: Arc<AtomicBool>,
+        in_flight: Arc<InFlight>,
+        quarantine_root: PathBuf,
+    ) -> Self {
+        Dispatch {
+            work,
+            recycled,
+            published,
+            stop,
+            in_flight,
+            quarantine_root,
+            lanes: HashMap::new(),
+        }
+    }
+}
+
+impl SourceContext for Dispatch {
+    fn emit(&mut self, batch: RawBatch) -> Result<(), PipelineStopped> {
+        let cursor = self.lanes.entry(batch.lane).or_default();
+        let sequence = cursor.next_sequence;
+        cursor.next_sequence += 1;
+        let quarantine_day = if batch.already_published {
+            0
+        } else {
+            let now_us = chrono::Utc::now().timestamp_micros();
+            let open = cursor
+                .segment
+                .as_ref()
+                .filter(|(segment, _)| *segment == batch.segment);
+            let day = match open {
+                Some((_, day)) => *day,
+                None => {
+                    // A segment processed again keeps the quarantine day (and file) it had.
+                    let day = find_segment_day(&self.quarantine_root, &batch.segment.stem())
+                        .unwrap_or_else(|| utc_day(now_us));
+                    self.in_flight
+                        .opened(batch.lane, batch.segment.first_position, now_us);
+                    cursor.segment = Some((batch.segment.clone(), day));
+                    day
+                }
+            };
+            if batch.closes_segment {
+                cursor.segment = None;
+            }
+            day
+        };
+        self.work
+            .send(Work {
+                sequence,
+                quarantine_day,
+                batch,
+            })
+            .map_err(|_| PipelineStopped)
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.recycled.try_recv().unwrap_or_default()
+    }
+
+    fn next_published(&mut self, timeout: Duration) -> Option<Published> {
+        self.published.recv_timeout(timeout).ok()
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,202 @@
+//! The ordered stage: takes processed batches back in order within each lane,
+//! drops replays, writes each segment's files, and hands sealed segments to
+//! the publisher. Lanes never wait for each other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+
+use anyhow::{Result, anyhow};
+use arrow_array::BooleanArray;
+use arrow_select::filter::filter_record_batch;
+use delink_datadir::date_partition;
+use delink_model::{Dataset, LaneId, SegmentId};
+use delink_sink_parquet::{PartitionedWriter, SegmentFiles};
+use delink_telemetry::{Metrics, Output};
+
+use crate::publisher::SealedSegment;
+use crate::replay::ReplayWindow;
+use crate::worker::ProcessedBatch;
+
+/// The three outputs every segment writes to.
+pub(crate) struct Outputs {
+    pub(crate) history: Arc<PartitionedWriter>,
+    pub(crate) devices: Arc<PartitionedWriter>,
+    pub(crate) quarantine: Arc<PartitionedWriter>,
+}
+
+/// The open files of one segment.
+struct OpenSegment {
+    segment: SegmentId,
+    history: SegmentFiles,
+    devices: SegmentFiles,
+    quarantine: SegmentFiles,
+    rows: BTreeMap<Dataset, u64>,
+}
+
+/// One lane's order, replay window and open segment.
+struct Lane {
+    next_sequence: u64,
+    waiting: BTreeMap<u64, ProcessedBatch>,
+    replays: ReplayWindow,
+    open: Option<OpenSegment>,
+}
+
+/// Takes processed batches of every lane and turns them into sealed segments.
+pub(crate) struct OrderedStage<'p> {
+    outputs: Outputs,
+    lanes: HashMap<LaneId, Lane>,
+    replay_window: usize,
+    metrics: &'p Metrics,
+    publisher: SyncSender<SealedSegment>,
+}
+
+impl<'p> OrderedStage<'p> {
+    pub(crate) fn new(
+        outputs: Outputs,
+        replay_window: usize,
+        metrics: &'p Metrics,
+        publisher: SyncSender<SealedSegment>,
+    ) -> Self {
+        OrderedStage {
+            outputs,
+            lanes: HashMap::new(),
+            replay_window,
+            metrics,
+            publisher,
+        }
+    }
+
+    /// Takes one processed batch; absorbs every batch of its lane that is now in order.
+    pub(crate) fn accept(&mut self, processed: ProcessedBatch) -> Result<()> {
+        let lane_id = processed.lane;
+        let window = self.replay_window;
+        let lane = self.lanes.entry(lane_id).or_insert_with(|| Lane {
+            next_sequence: 0,
+            waiting: BTreeMap::new(),
+            replays: ReplayWindow::new(window),
+            open: None,
+        });
+        lane.waiting.insert(processed.sequence, processed);
+        while let Some(next) = lane.waiting.remove(&lane.next_sequence) {
+            lane.next_sequence += 1;
+            if let Some(sealed) = absorb(lane, &self.outputs, self.metrics, next)? {
+                self.publisher
+                    .send(sealed)
+                    .map_err(|_| anyhow!("the publisher stopped"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells whether any lane holds batches that arrived out of order and never got their turn.
+    pub(crate) fn has_stragglers(&self) -> bool {
+        self.lanes.values().any(|lane| !lane.waiting.is_empty())
+    }
+
+    /// Tells whether a segment is still open (its closing batch never came).
+    pub(crate) fn has_open_segment(&self) -> bool {
+        self.lanes.values().any(|lane| lane.open.is_some())
+    }
+}
+
+/// Writes one batch of a lane; returns the sealed segment when the batch closes it.
+fn absorb(
+    lane: &mut Lane,
+    outputs: &Outputs,
+    metrics: &Metrics,
+    mut processed: ProcessedBatch,
+) -> Result<Option<SealedSegment>> {
+    let first_seen: Vec<bool> = processed
+        .digests
+        .iter()
+        .map(|digest| lane.replays.first_sighting(*digest))
+        .collect();
+    if processed.already_published {
+        return Ok(None);
+    }
+    let open = match &mut lane.open {
+        Some(open) if open.segment == processed.segment => open,
+        slot => {
+            if slot.is_some() {
+                return Err(anyhow!(
+                    "a lane started a new segment before closing the last one"
+                ));
+            }
+            let stem = processed.segment.stem();
+            slot.insert(OpenSegment {
+                segment: processed.segment.clone(),
+                history: outputs.history.start_segment(&stem),
+                devices: outputs.devices.start_segment(&stem),
+                quarantine: outputs.quarantine.start_segment(&stem),
+                rows: BTreeMap::new(),
+            })
+        }
+    };
+    let duplicates = first_seen.iter().filter(|first| !**first).count() as u64;
+    for partition in std::mem::take(&mut processed.partitions) {
+        let keep_all = partition
+            .observations
+            .iter()
+            .all(|&index| first_seen[index as usize]);
+        let batch = if keep_all {
+            partition.batch
+        } else {
+            let mask: BooleanArray = partition
+                .observations
+                .iter()
+                .map(|&index| Some(first_seen[index as usize]))
+                .collect();
+            filter_record_batch(&partition.batch, &mask)?
+        };
+        let files = match partition.dataset {
+            Dataset::History => &mut open.history,
+            Dataset::Devices => &mut open.devices,
+        };
+        files.write(&date_partition(partition.day), &batch)?;
+        *open.rows.entry(partition.dataset).or_insert(0) += batch.num_rows() as u64;
+    }
+    if let Some(rows) = &processed.quarantine {
+        open.quarantine
+            .write(&date_partition(processed.quarantine_day), rows)?;
+    }
+    count(metrics, &processed, duplicates);
+    if !processed.closes_segment {
+        return Ok(None);
+    }
+    let Some(open) = lane.open.take() else {
+        return Ok(None);
+    };
+    let mut files = Vec::new();
+    for (output, segment_files) in [
+        (Output::History, open.history),
+        (Output::Devices, open.devices),
+        (Output::Quarantine, open.quarantine),
+    ] {
+        files.extend(segment_files.seal()?.into_iter().map(|file| (output, file)));
+    }
+    Ok(Some(SealedSegment {
+        lane: processed.lane,
+        segment_first: open.segment.first_position,
+        end_position: processed.end_position,
+        files,
+        rows: open.rows,
+    }))
+}
+
+/// Counts one absorbed batch, once per batch.
+fn count(metrics: &Metrics, processed: &ProcessedBatch, duplicates: u64) {
+    metrics.records_received.inc_by(processed.records);
+    metrics.input_bytes.inc_by(processed.input_bytes);
+    metrics.blank_lines.inc_by(processed.blank_lines);
+    metrics.records_duplicate.inc_by(duplicates);
+    for (reason, count) in &processed.rejected {
+        metrics
+            .records_rejected
+            .with_label_values(&[reason.as_str()])
+            .inc_by(*count);
+    }
+    for (name, count) in &processed.unknown_fields {
+        metrics.count_unknown_field(name, *count);
+    }
+}
