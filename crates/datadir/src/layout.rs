@@ -43,6 +43,11 @@ impl DataLayout {
         self.root.join("keys")
     }
 
+    /// Returns the directory of resumable sources' published positions.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("_checkpoints")
+    }
+
     /// Returns the directory holding each worker's own space (staging, watermark).
     /// Its name starts with `_`, so readers that glob the datasets never see it.
     pub fn workers(&self) -> PathBuf {

@@ -11,11 +11,13 @@
 //! — "everything I read before this instant is published" — that lets a
 //! retention pass run while workers run.
 
+mod checkpoint;
 mod expiry;
 mod layout;
 mod quarantine;
 mod worker_space;
 
+pub use checkpoint::CheckpointFile;
 pub use expiry::purge_expired;
 pub use layout::{DataLayout, date_partition, parse_day, utc_day};
 pub use quarantine::inspect::{QuarantinedRecord, quarantine_counts, quarantined_records};

@@ -30,4 +30,6 @@ pub use prehashed::{BuildPrehashedHasher, PrehashedHasher};
 pub use raw_batch::{LaneId, RawBatch, RawRecord, SegmentId};
 pub use rejection::{Rejection, RejectionReason};
 pub use scope::Scope;
-pub use source::{PipelineStopped, Published, Source, SourceContext, SourceError};
+pub use source::{
+    Checkpoint, PipelineStopped, Published, SegmentRange, Source, SourceContext, SourceError,
+};

@@ -45,6 +45,12 @@ pub struct RawBatch {
     /// The records were published before (a resumed source re-reads them only to
     /// recognise replays of their observation ids); nothing of them is written again.
     pub already_published: bool,
+    /// The source resumes from checkpoints: the pipeline records this lane's
+    /// published positions under the source identity (see [`crate::Checkpoint`]).
+    pub resumable: bool,
+    /// The last batch of the lane (with `closes_segment`): the pipeline forgets the
+    /// lane once its segment is sealed (a revoked Kafka partition).
+    pub closes_lane: bool,
     /// Bytes of all records, back to back.
     pub data: Vec<u8>,
     /// The records, in input order.

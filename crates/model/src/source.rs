@@ -17,11 +17,15 @@
 //! commits only reported positions commits only positions that are published
 //! and contiguous.
 //!
-//! After a crash, a source resumes from its last committed position, which
-//! is always a segment boundary. A segment that was published but not
-//! committed is rebuilt under the same name from the same records, and
-//! replaces its own files: each record's effect is in the output exactly
-//! once. File names come from the source identity, never from the wall
+//! A resumable source (Kafka) also finds, through [`SourceContext::checkpoint`],
+//! what the output holds of each of its identities: the end of the last
+//! published segment, and a segment whose publication began but may not have
+//! finished (the pipeline records it durably before renaming any of its
+//! files). After a crash the source resumes from the later of its committed
+//! position and the published end, so nothing published is read again; a
+//! segment caught mid-publication is rebuilt with exactly the same first and
+//! end positions, under the same name, and replaces its own files: each
+//! record's effect is in the output exactly once. File names come from the source identity, never from the wall
 //! clock, and an identity covers the input's content, so different input
 //! never shares a name and re-running the same input adds nothing.
 //!
@@ -46,6 +50,25 @@ pub struct Published {
     pub end_position: u64,
 }
 
+/// What the output holds of one resumable source identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The position just past the last segment whose publication finished.
+    pub published_end: Option<u64>,
+    /// A segment whose publication began and may not have finished: rebuild it with
+    /// exactly these positions.
+    pub publishing: Option<SegmentRange>,
+}
+
+/// The positions of one segment: `first` up to, not including, `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SegmentRange {
+    /// Position of the first record.
+    pub first: u64,
+    /// The position just past the segment.
+    pub end: u64,
+}
+
 /// The pipeline has stopped taking batches (it failed or is shutting down); the source
 /// should return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +88,9 @@ pub trait SourceContext {
 
     /// Tells whether shutdown was requested.
     fn stop_requested(&self) -> bool;
+
+    /// Returns what the output holds of a resumable source identity.
+    fn checkpoint(&mut self, source: &str) -> Result<Checkpoint, SourceError>;
 }
 
 /// Any error a source stops with; the pipeline reports it with its context.

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
-use delink_datadir::{find_segment_day, utc_day};
-use delink_model::{LaneId, PipelineStopped, Published, RawBatch, SegmentId, SourceContext};
+use delink_datadir::{CheckpointFile, DataLayout, find_segment_day, utc_day};
+use delink_model::{
+    Checkpoint, LaneId, PipelineStopped, Published, RawBatch, SegmentId, SourceContext, SourceError,
+};
 
 use crate::in_flight::InFlight;
 
@@ -38,6 +40,7 @@ pub(crate) struct Dispatch {
     published: Receiver<Published>,
     stop: Arc<AtomicBool>,
     in_flight: Arc<InFlight>,
+    layout: DataLayout,
     quarantine_root: PathBuf,
     lanes: HashMap<LaneId, LaneCursor>,
 }
@@ -49,7 +52,7 @@ impl Dispatch {
         published: Receiver<Published>,
         stop: Arc<AtomicBool>,
         in_flight: Arc<InFlight>,
-        quarantine_root: PathBuf,
+        layout: DataLayout,
     ) -> Self {
         Dispatch {
             work,
@@ -57,7 +60,8 @@ impl Dispatch {
             published,
             stop,
             in_flight,
-            quarantine_root,
+            quarantine_root: layout.quarantine(),
+            layout,
             lanes: HashMap::new(),
         }
     }
@@ -68,6 +72,7 @@ impl SourceContext for Dispatch {
         let cursor = self.lanes.entry(batch.lane).or_default();
         let sequence = cursor.next_sequence;
         cursor.next_sequence += 1;
+
         let quarantine_day = if batch.already_published {
             0
         } else {
@@ -93,13 +98,11 @@ impl SourceContext for Dispatch {
             }
             day
         };
-        self.work
-            .send(Work {
-                sequence,
-                quarantine_day,
-                batch,
-            })
-            .map_err(|_| PipelineStopped)
+        if batch.closes_lane {
+            // The ordered stage forgets the lane too, once this batch is through.
+            self.lanes.remove(&batch.lane);
+        }
+        self.send(sequence, quarantine_day, batch)
     }
 
     fn buffer(&mut self) -> Vec<u8> {
@@ -112,5 +115,26 @@ impl SourceContext for Dispatch {
 
     fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    fn checkpoint(&mut self, source: &str) -> Result<Checkpoint, SourceError> {
+        Ok(CheckpointFile::new(&self.layout, source)?.read()?)
+    }
+}
+
+impl Dispatch {
+    fn send(
+        &self,
+        sequence: u64,
+        quarantine_day: i32,
+        batch: RawBatch,
+    ) -> Result<(), PipelineStopped> {
+        self.work
+            .send(Work {
+                sequence,
+                quarantine_day,
+                batch,
+            })
+            .map_err(|_| PipelineStopped)
     }
 }

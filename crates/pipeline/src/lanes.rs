@@ -78,13 +78,18 @@ impl<'p> OrderedStage<'p> {
             open: None,
         });
         lane.waiting.insert(processed.sequence, processed);
+        let mut lane_closed = false;
         while let Some(next) = lane.waiting.remove(&lane.next_sequence) {
             lane.next_sequence += 1;
+            lane_closed = next.closes_lane;
             if let Some(sealed) = absorb(lane, &self.outputs, self.metrics, next)? {
                 self.publisher
                     .send(sealed)
                     .map_err(|_| anyhow!("the publisher stopped"))?;
             }
+        }
+        if lane_closed {
+            self.lanes.remove(&lane_id);
         }
         Ok(())
     }
@@ -177,8 +182,9 @@ fn absorb(
     }
     Ok(Some(SealedSegment {
         lane: processed.lane,
-        segment_first: open.segment.first_position,
+        segment: open.segment,
         end_position: processed.end_position,
+        resumable: processed.resumable,
         files,
         rows: open.rows,
     }))

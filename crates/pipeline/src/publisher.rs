@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 
 use anyhow::{Context, Result};
+use delink_datadir::{CheckpointFile, DataLayout};
 use delink_keystore::KeyStore;
-use delink_model::{Dataset, LaneId, Published};
+use delink_model::{Dataset, LaneId, Published, SegmentId, SegmentRange};
 use delink_sink_parquet::{SealedFile, publish};
 use delink_telemetry::{KeystoreOperation, Metrics, Output};
 
@@ -20,8 +21,10 @@ use crate::in_flight::InFlight;
 /// The sealed files of one segment, with the rows they hold.
 pub(crate) struct SealedSegment {
     pub(crate) lane: LaneId,
-    pub(crate) segment_first: u64,
+    pub(crate) segment: SegmentId,
     pub(crate) end_position: u64,
+    /// Record the published positions under the segment's source identity.
+    pub(crate) resumable: bool,
     pub(crate) files: Vec<(Output, SealedFile)>,
     pub(crate) rows: BTreeMap<Dataset, u64>,
 }
@@ -29,6 +32,7 @@ pub(crate) struct SealedSegment {
 /// Publishes segments as they arrive until the channel closes, reporting each to the source.
 pub(crate) fn publish_segments(
     segments: Receiver<SealedSegment>,
+    layout: &DataLayout,
     store: &dyn KeyStore,
     metrics: &Metrics,
     in_flight: &InFlight,
@@ -43,8 +47,22 @@ pub(crate) fn publish_segments(
                 metrics.count_keystore_error(KeystoreOperation::Sync);
             })
             .context("cannot make new keys durable; the segment is not published")?;
+        let range = SegmentRange {
+            first: segment.segment.first_position,
+            end: segment.end_position,
+        };
+        let checkpoint = segment
+            .resumable
+            .then(|| CheckpointFile::new(layout, &segment.segment.source))
+            .transpose()?;
+        if let Some(checkpoint) = &checkpoint {
+            checkpoint.begin(range)?;
+        }
         let (outputs, files): (Vec<Output>, Vec<SealedFile>) = segment.files.into_iter().unzip();
         publish(&files)?;
+        if let Some(checkpoint) = &checkpoint {
+            checkpoint.finish(range)?;
+        }
         for (output, file) in outputs.iter().zip(&files) {
             metrics.count_published_file(*output, file.bytes);
         }
@@ -56,11 +74,11 @@ pub(crate) fn publish_segments(
         }
         metrics.segments_published.inc();
         timer.observe_duration();
-        in_flight.published(segment.lane, segment.segment_first);
+        in_flight.published(segment.lane, range.first);
         // A source that has finished no longer listens.
         let _ = reports.send(Published {
             lane: segment.lane,
-            segment_first: segment.segment_first,
+            segment_first: range.first,
             end_position: segment.end_position,
         });
     }

@@ -149,7 +149,7 @@ impl Pipeline {
                 report_rx,
                 Arc::clone(&self.stop),
                 Arc::clone(&in_flight),
-                self.layout.quarantine(),
+                self.layout.clone(),
             );
             let in_flight = in_flight.as_ref();
             let publisher = std::thread::Builder::new()
@@ -157,6 +157,7 @@ impl Pipeline {
                 .spawn_scoped(scope, move || {
                     publish_segments(
                         publish_rx,
+                        &self.layout,
                         self.store.as_ref(),
                         &self.metrics,
                         in_flight,

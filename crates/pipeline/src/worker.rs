@@ -75,6 +75,8 @@ pub(crate) struct ProcessedBatch {
     pub(crate) end_position: u64,
     /// Only the replay digests count: the records were published before.
     pub(crate) already_published: bool,
+    pub(crate) resumable: bool,
+    pub(crate) closes_lane: bool,
     pub(crate) quarantine_day: i32,
     /// One replay digest per valid observation, in input order.
     pub(crate) digests: Vec<u128>,
@@ -208,6 +210,8 @@ fn transform_batch(
         closes_segment: batch.closes_segment,
         end_position: batch.end_position,
         already_published: batch.already_published,
+        resumable: batch.resumable,
+        closes_lane: batch.closes_lane,
         quarantine_day: work.quarantine_day,
         digests,
         partitions,

@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use delink_model::{PipelineStopped, Published, RawBatch, SourceContext};
+use delink_model::{Checkpoint, PipelineStopped, Published, RawBatch, SourceContext, SourceError};
 
 use super::*;
 
@@ -129,6 +129,9 @@ impl SourceContext for Collect {
     }
     fn stop_requested(&self) -> bool {
         self.batches.lock().expect("lock").len() >= self.stop_after
+    }
+    fn checkpoint(&mut self, _source: &str) -> Result<Checkpoint, SourceError> {
+        Ok(Checkpoint::default())
     }
 }
 
