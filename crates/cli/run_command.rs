@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delink_pipeline::{Pipeline, Progress, RunSummary};
-use delink_telemetry::Metrics;
+use delink_telemetry::{AdminServer, Metrics};
 
 use crate::shutdown::watch_signals;
 use crate::{ConfigArgs, load_settings};
@@ -24,6 +24,10 @@ pub(crate) struct RunArgs {
     /// Records per segment (the unit of publication); overrides `input.segment_records`.
     #[arg(long)]
     segment_records: Option<u64>,
+    /// Serves /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9464; port 0
+    /// picks a free one); overrides `admin.listen`.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<std::net::SocketAddr>,
     /// Writes the final Prometheus metrics to this file (textfile-collector format).
     #[arg(long, value_name = "FILE")]
     metrics_file: Option<PathBuf>,
@@ -58,9 +62,22 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     config.validate()?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    if let Some(listen) = args.admin_listen {
+        config.admin.listen = Some(listen);
+    }
     let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
+    let admin_listen = config.admin.listen;
     let pipeline = Pipeline::open(config, plan, Arc::clone(&metrics))?;
-    watch_signals(pipeline.stop_flag(), shutdown_timeout)?;
+    watch_signals(pipeline.stop_flag(), pipeline.health(), shutdown_timeout)?;
+    let admin = admin_listen
+        .map(|listen| AdminServer::start(listen, Arc::clone(&metrics), pipeline.health()))
+        .transpose()?;
+    if let Some(admin) = &admin {
+        eprintln!(
+            "admin: serving /metrics, /healthz and /readyz on http://{}",
+            admin.local_addr()
+        );
+    }
     // A terminal gets a line a second; a log (a Kubernetes pod, say) one every ten.
     let progress_every = match args.progress.as_str() {
         "never" => None,
@@ -91,6 +108,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut source = pipeline.file_source(args.inputs);
     let summary = pipeline.run(&mut source, &mut on_progress)?;
+    if let Some(admin) = admin {
+        admin.shutdown()?;
+    }
     print!("{summary}");
     if let Some(path) = &args.metrics_file {
         std::fs::write(path, metrics.render())

@@ -5,13 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use delink_telemetry::Health;
+
 /// Exit code when a second signal cut a graceful stop short.
 pub(crate) const EXIT_FORCED: i32 = 3;
 /// Exit code when a graceful stop did not finish within the shutdown timeout.
 pub(crate) const EXIT_SHUTDOWN_TIMEOUT: i32 = 4;
 
-/// Watches for termination signals on a thread of its own; sets `stop` on the first.
-pub(crate) fn watch_signals(stop: Arc<AtomicBool>, timeout: Duration) -> anyhow::Result<()> {
+/// Watches for termination signals on a thread of its own; on the first, sets `stop`
+/// and turns readiness off.
+pub(crate) fn watch_signals(
+    stop: Arc<AtomicBool>,
+    health: Arc<Health>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -32,6 +39,7 @@ pub(crate) fn watch_signals(stop: Arc<AtomicBool>, timeout: Duration) -> anyhow:
                     _ = interrupt.recv() => {}
                 }
                 stop.store(true, Ordering::Relaxed);
+                health.begin_shutdown();
                 tracing::warn!(
                     timeout_seconds = timeout.as_secs(),
                     "stopping: publishing what was read, then exiting (a second signal exits at once)"

@@ -36,6 +36,17 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Retention of `history/` (the `delink retention` job).
     pub retention: RetentionConfig,
+    /// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: AdminConfig,
+}
+
+/// Configures the admin HTTP server of `delink run`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to serve `/metrics`, `/healthz` and `/readyz` on, e.g. `0.0.0.0:9464`
+    /// (port 0 picks a free one); unset = no server.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Configures how input is read.
@@ -163,6 +174,7 @@ impl Default for Config {
             quarantine: QuarantineConfig::default(),
             pipeline: PipelineConfig::default(),
             retention: RetentionConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

@@ -102,4 +102,10 @@ pub trait Source: Send {
     /// `context`; returns once everything it emitted is closed. The context is
     /// owned so that a source may hand it to its client library's callbacks.
     fn run(&mut self, context: Box<dyn SourceContext + Send>) -> Result<(), SourceError>;
+
+    /// Tells whether the source reports its own readiness (a consumer joins its group
+    /// first); otherwise the pipeline counts it ready once it starts.
+    fn reports_readiness(&self) -> bool {
+        false
+    }
 }

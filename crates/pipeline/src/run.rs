@@ -1,7 +1,7 @@
 //! The run loop: threads, channels and the periodic duties of a worker.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use delink_model::{Dataset, PipelineStopped, Scope, Source};
 use delink_policy::Plan;
 use delink_sink_parquet::{PartitionedWriter, WriterOptions};
 use delink_source_ndjson::{NdjsonSource, SourceOptions};
-use delink_telemetry::Metrics;
+use delink_telemetry::{Health, Metrics};
 use delink_transform::{arrow_schema, distinct_valued_columns};
 
 use crate::Progress;
@@ -65,6 +65,7 @@ pub struct Pipeline {
     layout: DataLayout,
     space: WorkerSpace,
     stop: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl Pipeline {
@@ -80,6 +81,8 @@ impl Pipeline {
         })?;
         let store = open_key_store(&config).context("nothing was processed")?;
         let space = WorkerSpace::claim(&layout)?;
+        let health = Arc::new(Health::new());
+        health.set_key_store_open(true);
         Ok(Pipeline {
             config,
             plan: Arc::new(plan),
@@ -88,7 +91,13 @@ impl Pipeline {
             layout,
             space,
             stop: Arc::new(AtomicBool::new(false)),
+            health,
         })
+    }
+
+    /// Returns what `/healthz` and `/readyz` report for this pipeline.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
     }
 
     /// Returns the flag that asks a running pipeline to stop: its source stops
@@ -113,6 +122,7 @@ impl Pipeline {
                 segment_lines: input.segment_records,
                 keep_bytes: self.config.quarantine.keep_bytes,
             },
+            Arc::clone(&self.stop),
         )
     }
 
@@ -125,6 +135,9 @@ impl Pipeline {
     ) -> Result<RunSummary> {
         let started = Instant::now();
         let mut purged = self.housekeeping()?;
+        if !source.reports_readiness() {
+            self.health.set_source_ready(true);
+        }
         let context = Arc::new(self.worker_context()?);
         let outputs = self.outputs(&context)?;
         let in_flight = Arc::new(InFlight::default());
@@ -197,7 +210,11 @@ impl Pipeline {
             // The publisher's own error explains an ordered stage that found it gone.
             published.and(ordered_result).and(read)
         });
-        outcome?;
+        if let Err(error) = outcome {
+            self.health.set_failed(Health::FAILED);
+            return Err(error);
+        }
+        self.health.begin_shutdown();
         purged += self.housekeeping()?;
         self.space
             .publish_watermark(chrono::Utc::now().timestamp_micros())?;
@@ -228,6 +245,9 @@ impl Pipeline {
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
+                if self.stop.load(Ordering::Relaxed) {
+                    self.health.begin_shutdown();
+                }
                 on_progress(&Progress::of(&self.metrics));
                 self.space.publish_watermark(
                     in_flight.watermark(chrono::Utc::now().timestamp_micros()),

@@ -13,13 +13,17 @@
 
 mod identity;
 mod reader;
+mod stdin;
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use delink_model::{LaneId, Source, SourceContext, SourceError};
+
+use crate::stdin::StoppableStdin;
 
 pub use identity::{content_identity, fresh_identity};
 pub use reader::LineReader;
@@ -51,12 +55,19 @@ pub struct ReadError {
 pub struct NdjsonSource {
     inputs: Vec<PathBuf>,
     options: SourceOptions,
+    /// Ends a silent stdin when set (the pipeline's stop flag).
+    stop: Arc<AtomicBool>,
 }
 
 impl NdjsonSource {
-    /// Prepares to read `inputs` in order; nothing is opened yet.
-    pub fn new(inputs: Vec<PathBuf>, options: SourceOptions) -> Self {
-        NdjsonSource { inputs, options }
+    /// Prepares to read `inputs` in order; nothing is opened yet. `stop` is the flag
+    /// that asks the run to stop: a stdin that stays silent then reads as ended.
+    pub fn new(inputs: Vec<PathBuf>, options: SourceOptions, stop: Arc<AtomicBool>) -> Self {
+        NdjsonSource {
+            inputs,
+            options,
+            stop,
+        }
     }
 
     fn open(&self, path: &Path) -> Result<LineReader, ReadError> {
@@ -66,9 +77,10 @@ impl NdjsonSource {
         };
         if path == Path::new("-") {
             let identity = fresh_identity().map_err(read_error)?;
+            let stdin = StoppableStdin::spawn(Arc::clone(&self.stop)).map_err(read_error)?;
             return Ok(LineReader::new(
                 identity,
-                Box::new(io::stdin()),
+                Box::new(stdin),
                 self.options.clone(),
             ));
         }

@@ -63,11 +63,23 @@ impl LineReader {
             && self.next_line <= segment_last_line
         {
             let line_number = self.next_line;
-            let Some(line) = self.read_line(&mut batch).map_err(|source| ReadError {
-                input: self.identity.to_string(),
-                source,
-            })?
-            else {
+            let line = match self.read_line(&mut batch) {
+                Ok(line) => line,
+                // A quiet stream: what was read goes out now, the rest later.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if batch.records.is_empty() && batch.blank_lines == 0 {
+                        continue;
+                    }
+                    break;
+                }
+                Err(source) => {
+                    return Err(ReadError {
+                        input: self.identity.to_string(),
+                        source,
+                    });
+                }
+            };
+            let Some(line) = line else {
                 self.finished = true;
                 break;
             };
@@ -113,7 +125,12 @@ impl LineReader {
         let mut full_len: u64 = 0;
         let mut saw_anything = false;
         loop {
-            let available = self.reader.fill_buf()?;
+            let available = match self.reader.fill_buf() {
+                Ok(available) => available,
+                // Mid-line, wait for the rest; at a line start, tell the caller.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock && saw_anything => continue,
+                Err(error) => return Err(error),
+            };
             if available.is_empty() {
                 break;
             }

@@ -138,7 +138,7 @@ impl SourceContext for Collect {
 /// Runs a source to its end, stopping after `stop_after` batches; returns what it emitted.
 fn run_source(inputs: Vec<std::path::PathBuf>, stop_after: usize) -> Vec<RawBatch> {
     let batches = Arc::new(Mutex::new(Vec::new()));
-    let mut source = NdjsonSource::new(inputs, options(2, 100));
+    let mut source = NdjsonSource::new(inputs, options(2, 100), Arc::default());
     source
         .run(Box::new(Collect {
             batches: Arc::clone(&batches),
@@ -176,4 +176,55 @@ fn inputs_share_one_lane_in_order_each_with_its_own_identity() {
         .collect();
     assert_eq!(lanes, vec![(0, 2, false), (0, 0, true), (0, 1, true)]);
     assert_ne!(batches[0].segment.source, batches[2].segment.source);
+}
+
+/// Yields its chunks one read at a time; `None` reads as a quiet stream.
+struct Bursts(std::collections::VecDeque<Option<&'static [u8]>>);
+
+impl std::io::Read for Bursts {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.pop_front() {
+            None => Ok(0),
+            Some(None) => Err(std::io::ErrorKind::WouldBlock.into()),
+            Some(Some(chunk)) => {
+                buffer[..chunk.len()].copy_from_slice(chunk);
+                Ok(chunk.len())
+            }
+        }
+    }
+}
+
+#[test]
+fn a_quiet_stream_sends_the_lines_read_so_far_and_keeps_a_partial_line() {
+    let bursts = Bursts(
+        [
+            Some(&b"a\nb\n"[..]),
+            None,
+            Some(b"c"),
+            None,
+            Some(b"d\ne\n"),
+            None,
+            None,
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let mut reader = LineReader::new("s".into(), Box::new(bursts), options(100, 100));
+    let mut batches = Vec::new();
+    while let Some(batch) = reader.next_batch(0, Vec::new()).expect("read") {
+        batches.push(batch);
+    }
+    let lines: Vec<Vec<Vec<u8>>> = batches
+        .iter()
+        .map(|b| b.records.iter().map(|r| b.bytes(r).to_vec()).collect())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            vec![b"a".to_vec(), b"b".to_vec()],
+            vec![b"cd".to_vec(), b"e".to_vec()],
+            vec![]
+        ]
+    );
+    assert!(batches[2].closes_segment && !batches[1].closes_segment);
 }

@@ -499,8 +499,8 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers every metric of [`MetricName::ALL`].
     ///
-    /// Series whose label values form a closed set (rebalance events,
-    /// key-store operations) start at zero, so that rates and alerts work
+    /// Series whose label values form a closed set (outputs, rejection reasons,
+    /// rebalance events, key-store operations) start at zero, so that rates and alerts work
     /// before the first event.
     pub fn new() -> Result<Self> {
         let mut registrar = Registrar {
@@ -549,6 +549,19 @@ impl Metrics {
             metrics
                 .kafka_rebalances
                 .with_label_values(&[event.as_str()]);
+        }
+        for output in Output::ALL {
+            let label = [output.as_str()];
+            metrics.files_published.with_label_values(&label);
+            metrics.output_bytes.with_label_values(&label);
+        }
+        for dataset in delink_model::Dataset::ALL {
+            metrics.rows_written.with_label_values(&[dataset.as_str()]);
+        }
+        for reason in delink_model::RejectionReason::ALL {
+            metrics
+                .records_rejected
+                .with_label_values(&[reason.as_str()]);
         }
         for operation in KeystoreOperation::ALL {
             metrics
