@@ -1,4 +1,4 @@
-//! Issue 2: a run killed with SIGKILL leaves no partial file in view, and the re-run
+//! A run killed with SIGKILL leaves no partial file in view, and the re-run
 //! completes with exactly-once rows and unchanged pseudonyms.
 
 use std::collections::HashSet;

@@ -476,7 +476,27 @@ fn no_row_hashed_after_an_erasure_is_effective_uses_the_erased_key() {
     };
     write_lines(&mut stdin, &input.lines[..half]);
 
-    // Wait until the running worker has made the subject's key, then take it.
+    // Wait until the running worker has published the first half (three whole
+    // segments), so none of it can be hashed after the erasure; then take the key.
+    let first_half_observations = first_sightings
+        .iter()
+        .filter(|(index, _)| *index < half)
+        .count();
+    let published = || -> usize {
+        Snapshot::read(&data)
+            .devices
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum()
+    };
+    let started = Instant::now();
+    while published() < first_half_observations {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never published the first half"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let kek = KekSource::File(data.join("keys/kek"));
     let entity_id = format!("account:{subject}");
     let started = Instant::now();
@@ -536,4 +556,149 @@ fn no_row_hashed_after_an_erasure_is_effective_uses_the_erased_key() {
         count(&pseudonym_hex(&new_key, &context, &subject)),
         second_half
     );
+}
+
+#[test]
+fn erase_then_retention_while_two_workers_run_removes_the_subject_and_the_workers_go_on() {
+    let input = Input::generate(12_000, 43, 0.0);
+    let later = Input::generate(2_000, 44, 0.0);
+    let ids = ids_of(&input);
+    let half = input.lines.len() / 2;
+    let subject = ids
+        .iter()
+        .filter_map(|i| i.account.clone())
+        .max_by_key(|account| {
+            ids.iter()
+                .filter(|i| i.account.as_ref() == Some(account))
+                .count()
+        })
+        .expect("a subject");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let settings = [
+        (
+            "DELINK_KEK",
+            "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        ),
+        ("DELINK__INPUT__BATCH_RECORDS", "200"),
+        ("DELINK__INPUT__STREAM_SEGMENT_AGE_SECS", "1"),
+        ("DELINK__KEYSTORE__REFRESH_INTERVAL_MS", "200"),
+        ("DELINK__KEYSTORE__ERASURE_PROPAGATION_SECS", "2"),
+    ];
+    let start_worker = || {
+        delink()
+            .args(["run", "-", "--progress", "never", "--data-dir"])
+            .arg(&data)
+            .envs(settings)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker starts")
+    };
+    let feed = |stdin: &mut std::process::ChildStdin, lines: &[delink_synth::Generated]| {
+        for line in lines {
+            stdin.write_all(&line.line).expect("write");
+            stdin.write_all(b"\n").expect("write");
+        }
+        stdin.flush().expect("flush");
+    };
+    let mut workers = [start_worker(), start_worker()];
+    let mut inputs: Vec<_> = workers
+        .iter_mut()
+        .map(|worker| worker.stdin.take().expect("stdin"))
+        .collect();
+    feed(&mut inputs[0], &input.lines[..half]);
+    feed(&mut inputs[1], &input.lines[half..]);
+
+    // Both workers publish everything they read (each half's distinct observations).
+    let distinct = |lines: &[delink_synth::Generated]| {
+        lines
+            .iter()
+            .filter_map(|line| match &line.truth {
+                delink_synth::Truth::Valid { observation_id, .. } => {
+                    Some(observation_id.trim().to_lowercase())
+                }
+                delink_synth::Truth::Broken { .. } => None,
+            })
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    let expected = distinct(&input.lines[..half]) + distinct(&input.lines[half..]);
+    let devices_rows = || -> usize {
+        Snapshot::read(&data)
+            .devices
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum()
+    };
+    let started = Instant::now();
+    while devices_rows() < expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the workers never published"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let plan = delink_policy::compile(POLICY).expect("policy");
+    let (column, context) = history_context(&plan, Field::UserAccountId);
+    let kek = KekSource::Env(settings[0].1.to_owned());
+    let key = *EmbeddedKeyStore::open(&data.join("keys"), &kek)
+        .expect("store")
+        .existing_key(&Entity::new(Scope::Subject, &format!("account:{subject}")))
+        .expect("lookup")
+        .expect("the subject has a key")
+        .expose();
+    let pseudonym = pseudonym_hex(&key, &context, &subject);
+    let subject_rows = || -> usize {
+        Snapshot::read(&data)
+            .history
+            .iter()
+            .map(|batch| {
+                column_text(batch, &column)
+                    .iter()
+                    .filter(|c| **c == pseudonym)
+                    .count()
+            })
+            .sum()
+    };
+    let before = subject_rows();
+    assert!(before > 0);
+
+    run_ok(
+        delink()
+            .args(["erase", "--subject", &subject, "--data-dir"])
+            .arg(&data)
+            .envs(settings),
+    );
+    let retention = run_ok(
+        delink()
+            .args(["retention", "--json", "--wait", "60s", "--data-dir"])
+            .arg(&data)
+            .envs(settings),
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&retention.stdout).expect("report is json");
+    assert_eq!(report["erasures_applied"], 1, "{report}");
+    assert_eq!(report["erasures_waiting"], 0, "{report}");
+    assert_eq!(report["rows_removed"], before, "{report}");
+    assert_eq!(subject_rows(), 0);
+    for worker in &mut workers {
+        assert!(
+            worker.try_wait().expect("wait").is_none(),
+            "a worker stopped"
+        );
+    }
+
+    // The workers go on: more input is published, then they end with their input.
+    let before_more = devices_rows();
+    for stdin in &mut inputs {
+        feed(stdin, &later.lines);
+    }
+    drop(inputs);
+    for mut worker in workers {
+        assert!(worker.wait().expect("worker ends").success());
+    }
+    assert_eq!(devices_rows(), before_more + 2 * distinct(&later.lines));
 }

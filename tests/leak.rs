@@ -1,4 +1,4 @@
-//! Issue 2: no raw identifier reaches any output file, decoded value or log line.
+//! No raw identifier reaches any output file, decoded value or log line.
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Issue 2: exactly-once output, quarantine reasons, idempotent re-runs, stable pseudonyms.
+//! Exactly-once output, quarantine reasons, idempotent re-runs, stable pseudonyms.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

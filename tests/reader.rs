@@ -1,4 +1,4 @@
-//! Issue 2: an independent reader (pyarrow and DuckDB) reads the output with the
+//! An independent reader (pyarrow and DuckDB) reads the output with the
 //! documented schema and Hive partitions.
 
 use std::collections::BTreeMap;

@@ -60,6 +60,8 @@ pub struct InputConfig {
     pub batch_bytes: usize,
     /// Records per segment, the unit of publication (one file per partition and segment).
     pub segment_records: u64,
+    /// A segment of stdin also closes once this many seconds old, so a slow stream publishes.
+    pub stream_segment_age_secs: u64,
     /// Records longer than this are rejected as `too_large`.
     pub max_record_bytes: usize,
     /// Distinct observation ids remembered for replay detection: a replay is written
@@ -185,6 +187,7 @@ impl Default for InputConfig {
             batch_records: 16384,
             batch_bytes: 8 * 1024 * 1024,
             segment_records: 1_000_000,
+            stream_segment_age_secs: 30,
             max_record_bytes: 64 * 1024,
             replay_window: 2_000_000,
         }
@@ -259,6 +262,10 @@ impl Config {
         check(
             self.input.segment_records >= 1,
             "input.segment_records must be at least 1",
+        );
+        check(
+            (1..=86_400).contains(&self.input.stream_segment_age_secs),
+            "input.stream_segment_age_secs must be 1..=86400",
         );
         check(
             (1024..=64 * 1024 * 1024).contains(&self.input.max_record_bytes),

@@ -121,6 +121,7 @@ impl Pipeline {
                 batch_bytes: input.batch_bytes,
                 segment_lines: input.segment_records,
                 keep_bytes: self.config.quarantine.keep_bytes,
+                stream_segment_age: Duration::from_secs(input.stream_segment_age_secs),
             },
             Arc::clone(&self.stop),
         )

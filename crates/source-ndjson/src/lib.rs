@@ -39,6 +39,8 @@ pub struct SourceOptions {
     pub segment_lines: u64,
     /// Bytes of an oversized line that are kept (for the quarantine).
     pub keep_bytes: usize,
+    /// Segments of stdin also close once this old, so a slow stream still publishes.
+    pub stream_segment_age: std::time::Duration,
 }
 
 /// Explains why an input could not be read.
@@ -78,11 +80,10 @@ impl NdjsonSource {
         if path == Path::new("-") {
             let identity = fresh_identity().map_err(read_error)?;
             let stdin = StoppableStdin::spawn(Arc::clone(&self.stop)).map_err(read_error)?;
-            return Ok(LineReader::new(
-                identity,
-                Box::new(stdin),
-                self.options.clone(),
-            ));
+            return Ok(
+                LineReader::new(identity, Box::new(stdin), self.options.clone())
+                    .with_max_age(self.options.stream_segment_age),
+            );
         }
         let identity = content_identity(path).map_err(read_error)?;
         let file = File::open(path).map_err(read_error)?;

@@ -1,6 +1,7 @@
 //! Cuts one byte stream into line batches and segments.
 
 use std::io::{self, BufRead, BufReader, Read};
+use std::time::{Duration, Instant};
 
 use delink_model::{LaneId, RawBatch, RawRecord, SegmentId};
 
@@ -15,6 +16,12 @@ pub struct LineReader {
     finished: bool,
     /// A batch of the current segment went out without closing it.
     segment_open: bool,
+    /// First line of the current segment.
+    segment_first_line: u64,
+    /// When the current segment's first batch went out.
+    segment_opened: Option<Instant>,
+    /// Segments of a stream close after this long, so a slow stream still publishes.
+    max_age: Option<Duration>,
 }
 
 impl LineReader {
@@ -27,17 +34,32 @@ impl LineReader {
             next_line: 1,
             finished: false,
             segment_open: false,
+            segment_first_line: 1,
+            segment_opened: None,
+            max_age: None,
         }
     }
 
+    /// Closes segments once they are `max_age` old as well as at `segment_lines`
+    /// (for streams: their segment boundaries depend on timing, never their names).
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
     fn segment(&self) -> (SegmentId, u64) {
-        let segment_lines = self.options.segment_lines.max(1);
-        let first_line = (self.next_line - 1) / segment_lines * segment_lines + 1;
         let segment = SegmentId {
             source: self.identity.clone(),
-            first_position: first_line,
+            first_position: self.segment_first_line,
         };
-        (segment, first_line + segment_lines - 1)
+        let last_line = self.segment_first_line + self.options.segment_lines.max(1) - 1;
+        (segment, last_line)
+    }
+
+    fn segment_too_old(&self) -> bool {
+        self.max_age
+            .zip(self.segment_opened)
+            .is_some_and(|(max_age, opened)| opened.elapsed() >= max_age)
     }
 
     /// Reads the next batch of `lane` into `buffer` (cleared first); `None` once the
@@ -67,7 +89,8 @@ impl LineReader {
                 Ok(line) => line,
                 // A quiet stream: what was read goes out now, the rest later.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    if batch.records.is_empty() && batch.blank_lines == 0 {
+                    let nothing_read = batch.records.is_empty() && batch.blank_lines == 0;
+                    if nothing_read && !self.segment_too_old() {
                         continue;
                     }
                     break;
@@ -91,14 +114,27 @@ impl LineReader {
                 });
             }
         }
-        batch.closes_segment = self.finished || self.next_line > segment_last_line;
+        batch.closes_segment =
+            self.finished || self.next_line > segment_last_line || self.segment_too_old();
         batch.end_position = self.next_line;
         let nothing_new = batch.records.is_empty() && batch.blank_lines == 0;
-        if nothing_new && self.finished && !self.segment_open {
+        if nothing_new && !self.segment_open && (self.finished || !batch.closes_segment) {
             return Ok(None);
         }
-        self.segment_open = !batch.closes_segment;
+        self.mark(batch.closes_segment);
         Ok(Some(batch))
+    }
+
+    /// Notes that a batch went out, closing its segment or not.
+    fn mark(&mut self, closes_segment: bool) {
+        if closes_segment {
+            self.segment_open = false;
+            self.segment_opened = None;
+            self.segment_first_line = self.next_line;
+        } else {
+            self.segment_open = true;
+            self.segment_opened.get_or_insert_with(Instant::now);
+        }
     }
 
     /// Closes the open segment where reading stopped: a batch with no record that
@@ -107,15 +143,16 @@ impl LineReader {
         if !self.segment_open {
             return None;
         }
-        self.segment_open = false;
         self.finished = true;
-        Some(RawBatch {
+        let batch = RawBatch {
             lane,
             segment: self.segment().0,
             closes_segment: true,
             end_position: self.next_line,
             ..RawBatch::default()
-        })
+        };
+        self.mark(true);
+        Some(batch)
     }
 
     /// Appends one line to `batch.data`. Returns `None` at end of input, `Some(None)` for

@@ -11,6 +11,7 @@ fn options(batch_lines: usize, segment_lines: u64) -> SourceOptions {
         batch_bytes: 1 << 20,
         segment_lines,
         keep_bytes: 16,
+        stream_segment_age: Duration::from_secs(3600),
     }
 }
 
@@ -227,4 +228,25 @@ fn a_quiet_stream_sends_the_lines_read_so_far_and_keeps_a_partial_line() {
         ]
     );
     assert!(batches[2].closes_segment && !batches[1].closes_segment);
+}
+
+#[test]
+fn a_stream_segment_closes_once_old_even_when_quiet() {
+    let bursts = Bursts(
+        [Some(&b"a\nb\n"[..]), None, None, Some(b"c\n")]
+            .into_iter()
+            .collect(),
+    );
+    let mut reader = LineReader::new("s".into(), Box::new(bursts), options(100, 100))
+        .with_max_age(Duration::ZERO);
+    let mut batches = Vec::new();
+    while let Some(batch) = reader.next_batch(0, Vec::new()).expect("read") {
+        batches.push(batch);
+    }
+    let shape: Vec<(u64, usize, bool)> = batches
+        .iter()
+        .map(|b| (b.segment.first_position, b.records.len(), b.closes_segment))
+        .collect();
+    // "a", "b" go out when the stream turns quiet; the quiet segment is then old and closes.
+    assert_eq!(shape, vec![(1, 2, false), (1, 0, true), (3, 1, true)]);
 }
