@@ -106,11 +106,6 @@ impl Pipeline {
         Arc::clone(&self.stop)
     }
 
-    /// Returns the key store the pipeline uses.
-    pub fn key_store(&self) -> &Arc<dyn KeyStore> {
-        &self.store
-    }
-
     /// Builds the NDJSON source over `inputs` (`-` for stdin) with the configured batching.
     pub fn file_source(&self, inputs: Vec<PathBuf>) -> NdjsonSource {
         let input = &self.config.input;
