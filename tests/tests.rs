@@ -12,5 +12,6 @@ mod identity;
 mod kafka_load;
 mod leak;
 mod pipeline_e2e;
+mod postgres_workers;
 mod reader;
 mod shutdown;
