@@ -6,12 +6,14 @@
 //! decision to know: [`Config::validate`] checks everything without IO and
 //! reports every problem at once.
 
+mod kafka;
 mod layers;
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use kafka::{ASSIGNMENT_STRATEGIES, KafkaConfig, RESERVED_KAFKA_PROPERTIES};
 pub use layers::{ENV_PREFIX, load};
 
 /// Holds the whole runtime configuration.
@@ -36,6 +38,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Retention of `history/` (the `delink retention` job).
     pub retention: RetentionConfig,
+    /// The Kafka source of stream workers (`delink run --kafka`).
+    pub kafka: KafkaConfig,
 }
 
 /// Configures how input is read.
@@ -163,6 +167,7 @@ impl Default for Config {
             quarantine: QuarantineConfig::default(),
             pipeline: PipelineConfig::default(),
             retention: RetentionConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -305,6 +310,11 @@ impl Config {
         check(
             (1..=3600).contains(&self.pipeline.shutdown_timeout_secs),
             "pipeline.shutdown_timeout_secs must be 1..=3600",
+        );
+        self.kafka.check(
+            self.pipeline.shutdown_timeout_secs,
+            self.input.replay_window,
+            &mut problems,
         );
         if problems.is_empty() {
             Ok(())
