@@ -2,11 +2,13 @@
 //!
 //! One test binary (see `Cargo.toml`), one module per topic.
 
+mod broker;
 mod util;
 
 mod cli;
 mod crash;
 mod erasure;
+mod kafka_load;
 mod leak;
 mod pipeline_e2e;
 mod reader;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
@@ -281,19 +281,31 @@ pub(crate) fn open_store(data: &Path) -> EmbeddedKeyStore {
 
 /// A Python with pyarrow and duckdb, installed on first use by tests/support/python-env.sh.
 pub(crate) fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("target/test-venv/bin/python");
+    let python = test_venv().join("bin/python");
     let ready = python.exists()
         && Command::new(&python)
             .args(["-c", "import pyarrow, duckdb"])
             .status()
             .is_ok_and(|s| s.success());
     if !ready {
-        let status = Command::new("bash")
-            .arg(root.join("tests/support/python-env.sh"))
-            .status()
-            .expect("bash runs");
-        assert!(status.success(), "tests/support/python-env.sh failed");
+        install_test_venv();
     }
     python
+}
+
+/// `target/test-venv`: the readers, broker and S3 server the tests run beside the binary.
+pub(crate) fn test_venv() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv")
+}
+
+/// Runs tests/support/python-env.sh (idempotent), one test at a time.
+pub(crate) fn install_test_venv() {
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/python-env.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "tests/support/python-env.sh failed");
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use delink_synth::{SynthConfig, write_ndjson};
 
+use crate::kafka_load::{self, KafkaArgs};
+
 /// Arguments of `delink gen`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct GenArgs {
@@ -20,6 +22,8 @@ pub(crate) struct GenArgs {
     /// Output file; standard output when omitted.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
@@ -38,6 +42,9 @@ pub(crate) fn run(args: GenArgs) -> anyhow::Result<()> {
         bad_fraction: args.bad_fraction,
         ..SynthConfig::new(args.count, args.seed)
     };
+    if args.kafka.is_set() {
+        return kafka_load::produce(config, &args.kafka);
+    }
     let summary = match &args.output {
         Some(path) => {
             let file =

@@ -3,6 +3,7 @@
 mod erase_command;
 mod export_command;
 mod gen_command;
+mod kafka_load;
 mod kafka_source;
 mod keys_command;
 mod quarantine_command;
@@ -33,7 +34,7 @@ struct Cli {
 enum Command {
     /// Pseudonymises NDJSON observations (files, stdin or Kafka topics) into history/, devices/ and quarantine/.
     Run(run_command::RunArgs),
-    /// Writes synthetic observations (with broken lines on request) as NDJSON.
+    /// Writes synthetic observations (with broken lines on request) as NDJSON, or produces them into Kafka.
     Gen(gen_command::GenArgs),
     /// Checks the configuration and policy without touching data, and prints the output columns.
     Validate(validate_command::ValidateArgs),

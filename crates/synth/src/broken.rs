@@ -6,7 +6,7 @@
 
 use crate::json::{self, Value};
 use crate::observation::{self, Kind, Needs};
-use crate::population::Population;
+use crate::population::{Charger, Population};
 use crate::rng::Rng;
 
 /// Why a line is broken; [`Reason::code`] is the contract's reason code.
@@ -84,8 +84,25 @@ const BAD_TIMESTAMPS: &[&str] = &[
     "now",
 ];
 
+/// A damaged line and the charger it was built for.
+pub(crate) struct Damaged {
+    pub(crate) line: Vec<u8>,
+    /// The charger's serial as its producer knows it, whatever the damage to
+    /// the line; `None` for garbage text, which no charger's observation underlies.
+    pub(crate) serial: Option<String>,
+}
+
+impl Damaged {
+    fn from_charger(charger: &Charger, line: Vec<u8>) -> Damaged {
+        Damaged {
+            line,
+            serial: Some(charger.serial.clone()),
+        }
+    }
+}
+
 /// Generates one broken line and its reason code.
-pub(crate) fn generate(rng: &mut Rng, pop: &Population) -> (Vec<u8>, &'static str) {
+pub(crate) fn generate(rng: &mut Rng, pop: &Population) -> (Damaged, &'static str) {
     let reason = rng.weighted(&REASON_WEIGHTS);
     let line = match reason {
         Reason::NotUtf8 => not_utf8(rng, pop),
@@ -120,7 +137,7 @@ fn char_boundary(rng: &mut Rng, bytes: &[u8]) -> usize {
 }
 
 /// Valid JSON whose `installation.site_name` holds invalid UTF-8.
-fn not_utf8(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn not_utf8(rng: &mut Rng, pop: &Population) -> Damaged {
     const LATIN1: &[&str] = &[
         "Grünerløkka P-hus",
         "Søndre Åsen 4 garasje",
@@ -171,17 +188,19 @@ fn not_utf8(rng: &mut Rng, pop: &Population) -> Vec<u8> {
         }
         inst.set("site_name", Value::RawStr(bytes));
     }
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// A truncated observation or a line of garbage text.
-fn not_json(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn not_json(rng: &mut Rng, pop: &Population) -> Damaged {
     if rng.per_mille(300) {
-        return rng.pick(GARBAGE).as_bytes().to_vec();
+        return Damaged {
+            line: rng.pick(GARBAGE).as_bytes().to_vec(),
+            serial: None,
+        };
     }
-    let mut line = observation::build(rng, pop, Needs::default())
-        .obj
-        .to_bytes();
+    let built = observation::build(rng, pop, Needs::default());
+    let mut line = built.obj.to_bytes();
     // Cut between 20% and 90% of the way through, on a char boundary, so the
     // rest is still valid UTF-8 and the closing brace is always lost.
     let len = line.len();
@@ -190,11 +209,11 @@ fn not_json(rng: &mut Rng, pop: &Population) -> Vec<u8> {
         cut -= 1;
     }
     line.truncate(cut);
-    line
+    Damaged::from_charger(built.charger, line)
 }
 
 /// A valid observation with an extra field of 70-300 KB (rarely 1-2 MB).
-fn too_large(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn too_large(rng: &mut Rng, pop: &Population) -> Damaged {
     const CHUNK: &str =
         "ts=2026-11-20T13:45:12.345Z lvl=debug mod=ocpp msg=frame ack seq=4711 rssi=-61 | ";
     let mut built = observation::build(rng, pop, Needs::default());
@@ -207,11 +226,11 @@ fn too_large(rng: &mut Rng, pop: &Population) -> Vec<u8> {
     text.truncate(len);
     let key = *rng.pick(&["diagnostics_dump", "debug_log", "raw_frame"]);
     built.obj.push(key, Value::str(text));
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// One required field absent or null.
-fn missing_field(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn missing_field(rng: &mut Rng, pop: &Population) -> Damaged {
     const FIELDS: &[&str] = &[
         "schema",
         "observation_id",
@@ -234,11 +253,11 @@ fn missing_field(rng: &mut Rng, pop: &Population) -> Vec<u8> {
             obj.remove(key);
         }
     }
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// A field (or the whole line) of the wrong JSON type.
-fn wrong_type(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn wrong_type(rng: &mut Rng, pop: &Population) -> Damaged {
     let variant = rng.below(9);
     let needs = match variant {
         2 => Needs {
@@ -305,14 +324,14 @@ fn wrong_type(rng: &mut Rng, pop: &Population) -> Vec<u8> {
             line.push(b'[');
             line.extend_from_slice(&inner);
             line.push(b']');
-            return line;
+            return Damaged::from_charger(built.charger, line);
         }
         7 => {
             // The observation double-encoded as a JSON string.
             let inner = obj.to_bytes();
             let mut line = Vec::with_capacity(inner.len() * 5 / 4);
             json::write_string(&mut line, &inner);
-            return line;
+            return Damaged::from_charger(built.charger, line);
         }
         _ => {
             let n = if rng.per_mille(500) {
@@ -320,14 +339,14 @@ fn wrong_type(rng: &mut Rng, pop: &Population) -> Vec<u8> {
             } else {
                 42
             };
-            return n.to_string().into_bytes();
+            return Damaged::from_charger(built.charger, n.to_string().into_bytes());
         }
     }
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// `observed_at` (or `session.started_at`) a string that is not RFC 3339.
-fn bad_timestamp(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn bad_timestamp(rng: &mut Rng, pop: &Population) -> Damaged {
     let on_session = rng.per_mille(200);
     let needs = Needs {
         kind: if on_session { session_kind(rng) } else { None },
@@ -349,11 +368,11 @@ fn bad_timestamp(rng: &mut Rng, pop: &Population) -> Vec<u8> {
     if let Some((obj, key)) = target {
         obj.set(key, Value::str(text));
     }
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// `schema` a string other than `charger.observation.v1`.
-fn unknown_schema(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn unknown_schema(rng: &mut Rng, pop: &Population) -> Damaged {
     const SCHEMAS: &[&str] = &[
         "charger.observation.v2",
         "charger.observation.v0",
@@ -364,11 +383,11 @@ fn unknown_schema(rng: &mut Rng, pop: &Population) -> Vec<u8> {
     ];
     let mut built = observation::build(rng, pop, Needs::default());
     built.obj.set("schema", Value::str(*rng.pick(SCHEMAS)));
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// `kind` a string not in the contract's list.
-fn unknown_kind(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn unknown_kind(rng: &mut Rng, pop: &Population) -> Damaged {
     const KINDS: &[&str] = &[
         "reboot",
         "firmware_update",
@@ -379,11 +398,11 @@ fn unknown_kind(rng: &mut Rng, pop: &Population) -> Vec<u8> {
     ];
     let mut built = observation::build(rng, pop, Needs::default());
     built.obj.set("kind", Value::str(*rng.pick(KINDS)));
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// A number or array outside its allowed range.
-fn out_of_range(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn out_of_range(rng: &mut Rng, pop: &Population) -> Damaged {
     let variant = rng.below(4);
     let needs = match variant {
         0 => Needs {
@@ -437,11 +456,11 @@ fn out_of_range(rng: &mut Rng, pop: &Population) -> Vec<u8> {
             }
         }
     }
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }
 
 /// `observation_id` or `charger.serial` empty or longer than 128 chars.
-fn bad_identifier(rng: &mut Rng, pop: &Population) -> Vec<u8> {
+fn bad_identifier(rng: &mut Rng, pop: &Population) -> Damaged {
     let mut built = observation::build(rng, pop, Needs::default());
     let long_len = rng.range(129, 300) as usize;
     let empty = rng.per_mille(500);
@@ -471,5 +490,5 @@ fn bad_identifier(rng: &mut Rng, pop: &Population) -> Vec<u8> {
             charger.set("serial", Value::str(serial));
         }
     }
-    built.obj.to_bytes()
+    Damaged::from_charger(built.charger, built.obj.to_bytes())
 }

@@ -16,7 +16,8 @@
 //!
 //! A share `bad_fraction` of lines is broken, each with exactly one defect.
 //! Every line comes with a [`Truth`] saying what the generator intended, so
-//! tests can compare the pipeline's verdict with it. Broken reasons:
+//! tests can compare the pipeline's verdict with it, and with the serial of
+//! the charger that sent it: the Kafka record key. Broken reasons:
 //!
 //! | reason | defect |
 //! |---|---|
@@ -88,11 +89,16 @@ pub enum Truth {
     },
 }
 
-/// One generated line and what it was meant to be.
+/// One generated line, the charger it comes from, and what it was meant to be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generated {
     /// The line, without a trailing newline.
     pub line: Vec<u8>,
+    /// Serial of the charger that sent the line, as its producer knows it: the
+    /// Kafka record key (records are keyed by charger serial). Set for broken
+    /// lines too, even when the defect removed or mangled `charger.serial`;
+    /// `None` only for garbage text, which no charger's observation underlies.
+    pub serial: Option<String>,
     /// What the generator intended.
     pub truth: Truth,
 }
@@ -108,7 +114,7 @@ pub struct Generator {
     rng: Rng,
     population: Population,
     /// Recent original valid lines, replayed byte for byte now and then.
-    recent: Vec<(Vec<u8>, Truth)>,
+    recent: Vec<Generated>,
 }
 
 impl Generator {
@@ -140,29 +146,32 @@ impl Generator {
         if self.rng.per_mille(30) {
             observation::add_unknown_field(&mut self.rng, &mut built);
         }
-        let line = built.obj.to_bytes();
-        let truth = Truth::Valid {
-            observation_id: built.observation_id,
-            has_subject: built.has_subject,
-            utc_date: built.stamp.utc_date(),
-            replay: false,
+        let generated = Generated {
+            line: built.obj.to_bytes(),
+            serial: Some(built.charger.serial.clone()),
+            truth: Truth::Valid {
+                observation_id: built.observation_id,
+                has_subject: built.has_subject,
+                utc_date: built.stamp.utc_date(),
+                replay: false,
+            },
         };
         // Keep a sample of recent lines as replay candidates.
         if self.recent.len() < REPLAY_POOL {
-            self.recent.push((line.clone(), truth.clone()));
+            self.recent.push(generated.clone());
         } else if self.rng.per_mille(125) {
             let slot = self.rng.index(REPLAY_POOL);
-            self.recent[slot] = (line.clone(), truth.clone());
+            self.recent[slot] = generated.clone();
         }
-        Generated { line, truth }
+        generated
     }
 
     fn replay(&mut self) -> Option<Generated> {
         if self.recent.is_empty() {
             return None;
         }
-        let (line, truth) = &self.recent[self.rng.index(self.recent.len())];
-        let truth = match truth.clone() {
+        let mut replayed = self.recent[self.rng.index(self.recent.len())].clone();
+        replayed.truth = match replayed.truth {
             Truth::Valid {
                 observation_id,
                 has_subject,
@@ -176,10 +185,7 @@ impl Generator {
             },
             broken @ Truth::Broken { .. } => broken,
         };
-        Some(Generated {
-            line: line.clone(),
-            truth,
-        })
+        Some(replayed)
     }
 }
 
@@ -192,9 +198,10 @@ impl Iterator for Generator {
         }
         self.remaining -= 1;
         if self.rng.chance(self.bad_fraction) {
-            let (line, reason) = broken::generate(&mut self.rng, &self.population);
+            let (damaged, reason) = broken::generate(&mut self.rng, &self.population);
             return Some(Generated {
-                line,
+                line: damaged.line,
+                serial: damaged.serial,
                 truth: Truth::Broken { reason },
             });
         }
@@ -227,6 +234,18 @@ pub struct SynthSummary {
     pub bytes: u64,
 }
 
+impl SynthSummary {
+    /// Counts one line as [`write_ndjson`] writes it (its newline included).
+    pub fn add(&mut self, generated: &Generated) {
+        self.lines += 1;
+        match generated.truth {
+            Truth::Valid { .. } => self.valid += 1,
+            Truth::Broken { .. } => self.broken += 1,
+        }
+        self.bytes += generated.line.len() as u64 + 1;
+    }
+}
+
 /// Writes `count` lines, each followed by b'\n'.
 ///
 /// Output is buffered internally in 1 MiB blocks, so `out` need not be
@@ -236,12 +255,7 @@ pub fn write_ndjson(config: SynthConfig, out: &mut impl Write) -> std::io::Resul
     let mut summary = SynthSummary::default();
     let mut buf = Vec::with_capacity(BLOCK + 4096);
     for generated in Generator::new(config) {
-        summary.lines += 1;
-        match generated.truth {
-            Truth::Valid { .. } => summary.valid += 1,
-            Truth::Broken { .. } => summary.broken += 1,
-        }
-        summary.bytes += generated.line.len() as u64 + 1;
+        summary.add(&generated);
         if generated.line.len() >= BLOCK {
             out.write_all(&buf)?;
             buf.clear();

@@ -522,6 +522,42 @@ fn replays_repeat_an_earlier_line_exactly() {
     assert!((100..400).contains(&replays), "{replays}");
 }
 
+#[test]
+fn every_line_carries_the_serial_of_its_charger() {
+    let mut broken_with_serial = 0;
+    for g in generate(20_000, 13, 0.2) {
+        let garbage = broken::GARBAGE.iter().any(|text| text.as_bytes() == g.line);
+        let Some(serial) = &g.serial else {
+            assert!(garbage, "{}", String::from_utf8_lossy(&g.line));
+            continue;
+        };
+        assert!(!garbage);
+        assert!(
+            serial.len() == 9 && serial.starts_with("ZAP"),
+            "not a population serial: {serial}"
+        );
+        let written = serde_json::from_slice::<Value>(&g.line)
+            .ok()
+            .and_then(|v| v.pointer("/charger/serial").cloned());
+        match g.truth {
+            Truth::Valid { .. } => assert_eq!(
+                written.as_ref().and_then(Value::as_str),
+                Some(serial.as_str())
+            ),
+            Truth::Broken { reason } => {
+                broken_with_serial += 1;
+                // Only a bad identifier changes the serial written in the line.
+                if reason != "bad_identifier"
+                    && let Some(Value::String(written)) = &written
+                {
+                    assert_eq!(written, serial, "{reason}");
+                }
+            }
+        }
+    }
+    assert!(broken_with_serial > 3000, "{broken_with_serial}");
+}
+
 /// Whether `value` is or contains a null, ignoring the routinely null `fault_code`.
 fn has_null(key: &str, value: &Value) -> bool {
     match value {
