@@ -4,6 +4,7 @@ mod erase_command;
 mod export_command;
 mod gen_command;
 mod kafka_load;
+mod kafka_source;
 mod keys_command;
 mod quarantine_command;
 mod retention_command;
@@ -31,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Pseudonymises NDJSON observations (files or stdin) into history/, devices/ and quarantine/.
+    /// Pseudonymises NDJSON observations (files, stdin or Kafka topics) into history/, devices/ and quarantine/.
     Run(run_command::RunArgs),
     /// Writes synthetic observations (with broken lines on request) as NDJSON, or produces them into Kafka.
     Gen(gen_command::GenArgs),

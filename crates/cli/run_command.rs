@@ -7,6 +7,7 @@ use anyhow::Context;
 use delink_pipeline::{Pipeline, Progress, RunSummary};
 use delink_telemetry::{AdminServer, Metrics};
 
+use crate::kafka_source::{KafkaArgs, kafka_source};
 use crate::shutdown::watch_signals;
 use crate::{ConfigArgs, load_settings};
 
@@ -38,17 +39,23 @@ pub(crate) struct RunArgs {
     /// otherwise), always (every second) or never.
     #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
     progress: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
-    let reads_stdin = args.inputs.iter().any(|input| input.as_os_str() == "-");
+    let reads_stdin = !args.kafka.kafka && args.inputs.iter().any(|input| input.as_os_str() == "-");
     if reads_stdin && std::io::stdin().is_terminal() {
         anyhow::bail!(
             "no input: pass NDJSON files (delink run FILE…) or pipe observations to stdin; \
              `delink gen` makes a sample"
         );
     }
-    for input in args.inputs.iter().filter(|input| input.as_os_str() != "-") {
+    for input in args
+        .inputs
+        .iter()
+        .filter(|input| !args.kafka.kafka && input.as_os_str() != "-")
+    {
         if !input.is_file() {
             anyhow::bail!("input {} is not a readable file", input.display());
         }
@@ -60,6 +67,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(segment_records) = args.segment_records {
         config.input.segment_records = segment_records;
     }
+    args.kafka.apply(&mut config);
     config.validate()?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     if let Some(listen) = args.admin_listen {
@@ -67,7 +75,13 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
     let admin_listen = config.admin.listen;
+    let kafka = args
+        .kafka
+        .kafka
+        .then(|| kafka_source(&config, Arc::clone(&metrics)));
+    let kafka_status = kafka.as_ref().map(|source| source.status());
     let pipeline = Pipeline::open(config, plan, Arc::clone(&metrics))?;
+    let mut kafka = kafka.map(|source| source.with_health(pipeline.health()));
     watch_signals(pipeline.stop_flag(), pipeline.health(), shutdown_timeout)?;
     let admin = admin_listen
         .map(|listen| AdminServer::start(listen, Arc::clone(&metrics), pipeline.health()))
@@ -96,6 +110,20 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             return;
         }
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        if let Some(status) = &kafka_status {
+            eprintln!(
+                "progress: {} observations ({:.0}/s, {:.1} MB/s), lag {} in {} partitions, published: history {}, devices {}; quarantined {}",
+                progress.records,
+                progress.records as f64 / seconds,
+                progress.input_bytes as f64 / 1e6 / seconds,
+                status.total_lag(),
+                status.assigned_partitions(),
+                progress.history_rows,
+                progress.devices_rows,
+                progress.quarantined(),
+            );
+            return;
+        }
         eprintln!(
             "progress: {} observations ({:.0}/s), {:.1} MB read, published: history {}, devices {}; quarantined {}",
             progress.records,
@@ -106,8 +134,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             progress.quarantined(),
         );
     };
-    let mut source = pipeline.file_source(args.inputs);
-    let summary = pipeline.run(&mut source, &mut on_progress)?;
+    let summary = match kafka.as_mut() {
+        Some(source) => pipeline.run(source, &mut on_progress)?,
+        None => pipeline.run(&mut pipeline.file_source(args.inputs), &mut on_progress)?,
+    };
     if let Some(admin) = admin {
         admin.shutdown()?;
     }

@@ -6,12 +6,14 @@
 //! decision to know: [`Config::validate`] checks everything without IO and
 //! reports every problem at once.
 
+mod kafka;
 mod layers;
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use kafka::{ASSIGNMENT_STRATEGIES, KafkaConfig, RESERVED_KAFKA_PROPERTIES};
 pub use layers::{ENV_PREFIX, load};
 
 /// Holds the whole runtime configuration.
@@ -38,6 +40,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
     pub admin: AdminConfig,
+    /// The Kafka source of stream workers (`delink run --kafka`).
+    pub kafka: KafkaConfig,
 }
 
 /// Configures the admin HTTP server of `delink run`.
@@ -177,6 +181,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             retention: RetentionConfig::default(),
             admin: AdminConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -324,6 +329,11 @@ impl Config {
         check(
             (1..=3600).contains(&self.pipeline.shutdown_timeout_secs),
             "pipeline.shutdown_timeout_secs must be 1..=3600",
+        );
+        self.kafka.check(
+            self.pipeline.shutdown_timeout_secs,
+            self.input.replay_window,
+            &mut problems,
         );
         if problems.is_empty() {
             Ok(())

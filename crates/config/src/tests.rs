@@ -108,3 +108,65 @@ fn device_epochs_number_periods_of_observation_time_from_one() {
         "before 1970 clamps to the first epoch"
     );
 }
+
+#[test]
+fn kafka_topics_come_from_a_list_or_a_comma_separated_override() {
+    let config = load(None, env(&[("DELINK__KAFKA__TOPICS", "a.b, c-d")])).expect("valid");
+    assert_eq!(
+        config.kafka.topics,
+        vec!["a.b".to_owned(), "c-d".to_owned()]
+    );
+    let defaults = load(None, env(&[])).expect("defaults");
+    assert_eq!(defaults.kafka.assignment_strategy, "cooperative-sticky");
+}
+
+#[test]
+fn kafka_drain_timeout_stays_below_session_and_shutdown_and_every_problem_is_told() {
+    let error = load(
+        None,
+        env(&[
+            ("DELINK__KAFKA__SESSION_TIMEOUT_MS", "2000"),
+            ("DELINK__KAFKA__HEARTBEAT_INTERVAL_MS", "400"),
+            ("DELINK__KAFKA__DRAIN_TIMEOUT_MS", "30000"),
+            ("DELINK__KAFKA__TOPICS", "bad/topic"),
+            ("DELINK__KAFKA__ASSIGNMENT_STRATEGY", "sticky"),
+        ]),
+    )
+    .expect_err("invalid");
+    let text = error.to_string();
+    assert!(text.contains("below kafka.session_timeout_ms"), "{text}");
+    assert!(
+        text.contains("below pipeline.shutdown_timeout_secs"),
+        "{text}"
+    );
+    assert!(text.contains("kafka.topics"), "{text}");
+    assert!(text.contains("kafka.assignment_strategy"), "{text}");
+    assert_eq!(error.problems.len(), 4, "{text}");
+}
+
+#[test]
+fn kafka_properties_pass_through_but_reserved_ones_are_refused_and_secrets_never_show() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kafka.toml");
+    std::fs::write(
+        &path,
+        "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2\"\n\"ssl.key.password\" = \"k3y\"\n",
+    )
+    .expect("written");
+    let config = load(Some(&path), env(&[])).expect("valid");
+    assert_eq!(config.kafka.properties["security.protocol"], "SASL_SSL");
+    let shown = format!("{config:?}");
+    assert!(shown.contains("SASL_SSL"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("k3y"),
+        "{shown}"
+    );
+
+    std::fs::write(
+        &path,
+        "[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n",
+    )
+    .expect("written");
+    let error = load(Some(&path), env(&[])).expect_err("reserved");
+    assert!(error.to_string().contains("enable.auto.commit"), "{error}");
+}

@@ -51,6 +51,10 @@ pub struct RawBatch {
     /// The last batch of the lane (with `closes_segment`): the pipeline forgets the
     /// lane once its segment is sealed (a revoked Kafka partition).
     pub closes_lane: bool,
+    /// The lane was lost (a Kafka partition now owned by another consumer): its open
+    /// segment is dropped unpublished, whatever was written of it. Comes with
+    /// `closes_lane` and no record.
+    pub discards_segment: bool,
     /// Bytes of all records, back to back.
     pub data: Vec<u8>,
     /// The records, in input order.

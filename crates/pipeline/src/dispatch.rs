@@ -73,7 +73,13 @@ impl SourceContext for Dispatch {
         let sequence = cursor.next_sequence;
         cursor.next_sequence += 1;
 
-        let quarantine_day = if batch.already_published {
+        let quarantine_day = if batch.discards_segment {
+            if let Some((segment, _)) = cursor.segment.take() {
+                // Never published: it no longer holds the worker's watermark back.
+                self.in_flight.published(batch.lane, segment.first_position);
+            }
+            0
+        } else if batch.already_published {
             0
         } else {
             let now_us = chrono::Utc::now().timestamp_micros();

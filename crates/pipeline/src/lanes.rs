@@ -120,6 +120,11 @@ fn absorb(
     if processed.already_published {
         return Ok(None);
     }
+    if processed.discards_segment {
+        // A lost lane: its staged files are left for the worker space's next sweep.
+        lane.open = None;
+        return Ok(None);
+    }
     let open = match &mut lane.open {
         Some(open) if open.segment == processed.segment => open,
         slot => {

@@ -77,6 +77,7 @@ pub(crate) struct ProcessedBatch {
     pub(crate) already_published: bool,
     pub(crate) resumable: bool,
     pub(crate) closes_lane: bool,
+    pub(crate) discards_segment: bool,
     pub(crate) quarantine_day: i32,
     /// One replay digest per valid observation, in input order.
     pub(crate) digests: Vec<u128>,
@@ -212,6 +213,7 @@ fn transform_batch(
         already_published: batch.already_published,
         resumable: batch.resumable,
         closes_lane: batch.closes_lane,
+        discards_segment: batch.discards_segment,
         quarantine_day: work.quarantine_day,
         digests,
         partitions,
