@@ -6,9 +6,9 @@ use delink_keystore::{KeyStore, Result};
 use delink_model::Observation;
 use delink_telemetry::Metrics;
 
-use crate::keys::{EntityKeys, KeyCache};
+use crate::keys::{KeyCache, MAX_CACHED_KEYS};
 
-/// Fetches the keys of observations the way a worker does, through the key cache.
+/// Fetches the keys of observations the way a worker does, through the shared key cache.
 pub struct KeyLookups {
     store: Arc<dyn KeyStore>,
     metrics: Metrics,
@@ -21,7 +21,7 @@ impl KeyLookups {
         Ok(KeyLookups {
             store,
             metrics: Metrics::new()?,
-            cache: KeyCache::new(0, std::time::Duration::from_secs(3600)),
+            cache: KeyCache::new(MAX_CACHED_KEYS, 0, std::time::Duration::from_secs(3600)),
         })
     }
 
@@ -30,9 +30,24 @@ impl KeyLookups {
         self.cache.revalidate(self.store.as_ref(), &self.metrics)
     }
 
-    /// Fetches every key `observation` needs; tells whether it has a subject.
-    pub fn fetch(&mut self, observation: &Observation<'_>) -> Result<bool> {
-        EntityKeys::fetch(self.store.as_ref(), &mut self.cache, observation)
-            .map(|keys| keys.has_subject())
+    /// Fetches every key the observations need, as one batch; counts those with a subject.
+    pub fn fetch_all<'o>(
+        &mut self,
+        observations: impl IntoIterator<Item = &'o Observation<'o>>,
+    ) -> Result<usize> {
+        let mut lookups = self.cache.lookups(self.store.as_ref(), &self.metrics);
+        let mut with_subject = 0;
+        let mut fetched = Ok(());
+        for observation in observations {
+            match lookups.fetch(observation) {
+                Ok(keys) => with_subject += usize::from(keys.has_subject()),
+                Err(error) => {
+                    fetched = Err(error);
+                    break;
+                }
+            }
+        }
+        lookups.finish();
+        fetched.map(|()| with_subject)
     }
 }
