@@ -1,4 +1,5 @@
-//! Criterion benches of the pure stages: decode, pseudonymise/transform, Parquet encode.
+//! Criterion benches of the pure stages: decode, pseudonymise/transform, Parquet encode;
+//! and of key lookup: the pipeline's key cache, and the embedded store behind it.
 //!
 //! `cargo bench --bench pipeline`; data in `benches/data/` (the spec's example and a
 //! worst case near the size cap) and a synthetic mix from `delink-synth`.
@@ -7,10 +8,14 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use delink_decode::{DecodeLimits, decode};
+use delink_keystore::{EmbeddedKeyStore, Entity, KekSource, KeyStore};
 use delink_model::Dataset;
+use delink_model::Scope;
+use delink_pipeline::bench_support::KeyLookups;
 use delink_synth::{Generator, SynthConfig};
 use delink_transform::{DatasetBatchBuilder, ObservationKeys, arrow_schema, pseudonym_hex};
 use parquet::arrow::ArrowWriter;
@@ -137,5 +142,53 @@ fn bench_parquet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_transform, bench_parquet);
+/// A KEK for the bench stores only.
+const BENCH_KEK: &str = "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+fn bench_keys(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kek = KekSource::Env(BENCH_KEK.to_owned());
+    let store: Arc<dyn KeyStore> =
+        Arc::new(EmbeddedKeyStore::open(&dir.path().join("keys"), &kek).expect("store"));
+    let lines = synthetic_lines(4096);
+    let limits = DecodeLimits::default();
+    let decoded: Vec<_> = lines
+        .iter()
+        .filter_map(|line| decode(line, &limits).ok())
+        .collect();
+    let mut group = c.benchmark_group("keys");
+
+    // Every key already cached: the hot path of a worker.
+    let mut lookups = KeyLookups::new(Arc::clone(&store)).expect("lookups");
+    lookups.revalidate().expect("revalidate");
+    let observations: Vec<_> = decoded.iter().map(|item| &item.observation).collect();
+    lookups
+        .fetch_all(observations.iter().copied())
+        .expect("warm up");
+    group.throughput(Throughput::Elements(observations.len() as u64));
+    group.bench_function("cache_hit_observations_4096", |b| {
+        b.iter(|| {
+            lookups
+                .fetch_all(observations.iter().copied())
+                .expect("fetch")
+        })
+    });
+
+    // A cache miss on a key the store already holds.
+    let entity = Entity::new(Scope::Subject, "account:bench");
+    store.key_for(&entity).expect("create");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("embedded_store_key_for_existing", |b| {
+        b.iter(|| store.key_for(black_box(&entity)).expect("key_for"))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_decode,
+    bench_transform,
+    bench_parquet,
+    bench_keys
+);
 criterion_main!(benches);

@@ -11,8 +11,12 @@
 //! handed out; a handle that loses the race reads and uses the winner's key,
 //! so every process agrees on one key per entity, and
 //! [`KeyStore::sync`](delink_keystore::KeyStore::sync) has nothing left to do.
-//! Each handle caches keys it has seen; erasures bump a generation counter
-//! row that [`KeyStore::refresh`](delink_keystore::KeyStore::refresh) reads.
+//! The store caches no key: every lookup is a query on a statement prepared
+//! once per pooled connection, and the only unwrapped keys in a process are
+//! the ones its caller caches (the pipeline's shared key cache). Erasures bump
+//! a generation counter row that
+//! [`KeyStore::refresh`](delink_keystore::KeyStore::refresh) reads, so those
+//! callers know when to drop their caches.
 //!
 //! Tables (created on open under an advisory lock): `delink_keys`,
 //! `delink_index_key` (one row: the index key wrapped under the KEK),

@@ -1,24 +1,24 @@
 //! The PostgreSQL key store: one row per entity key, shared by every handle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use delink_keystore::{
     Entity, EntityKey, JournalEvent, JournalKind, KekSource, KeyStore, KeyStoreError, Keyring,
     LookupTag, Result, UnwrapFailure, WRAPPED_LEN, lookup_tag, wrap_aad,
 };
-use delink_model::{BuildPrehashedHasher, Scope};
+use delink_model::Scope;
 use postgres::config::Host;
-use postgres::{Client, Config, GenericClient};
+use postgres::{Client, Config};
 
 use crate::error::{backend, broken};
-use crate::pool::Pool;
+use crate::pool::{Connection, Pool};
 use crate::schema;
 
-/// Connections per handle: enough that worker threads missing the cache at
+/// Connections per handle: enough that worker threads missing their cache at
 /// once rarely wait, few enough that many processes fit `max_connections`.
 const POOL_SIZE: usize = 4;
 /// How long opening a connection may take when the URL sets no `connect_timeout`.
@@ -35,27 +35,19 @@ const INSERT_KEY: &str = "INSERT INTO delink_keys (tag, scope, epoch, kek_versio
 const SELECT_KEY: &str = "SELECT record, kek_version, wrapped FROM delink_keys WHERE tag = $1";
 const BUMP_GENERATION: &str = "UPDATE delink_generation SET value = value + 1";
 
-/// One cached key and what it belongs to, so a purge can drop exactly its epochs.
-struct CachedKey {
-    key: EntityKey,
-    scope_code: u8,
-    epoch: u32,
-}
-
-type KeyCache = HashMap<LookupTag, CachedKey, BuildPrehashedHasher>;
-
 /// Keeps entity keys in PostgreSQL, so that several pipeline processes share them.
 ///
-/// Every handle caches the keys it has seen; a miss costs one round trip and
-/// a new key is committed before it is handed out. Erasures reach other
-/// handles through a generation counter row that [`KeyStore::refresh`] reads.
+/// Holds no entity key: every `key_for` and `existing_key` reads the row
+/// (one round trip on a prepared statement) and unwraps it, and a new key is
+/// committed before it is handed out. Callers that need speed cache keys
+/// themselves. Erasures reach them through a generation counter row that
+/// [`KeyStore::refresh`] reads.
 pub struct PostgresKeyStore {
     /// The connection target without its password, for messages.
     target: String,
     pool: Pool,
     keyring: RwLock<Keyring>,
     index_key: EntityKey,
-    keys: RwLock<KeyCache>,
     /// The store's generation counter as this handle last read it.
     store_generation: Mutex<i64>,
     /// This handle's generation: moves when it learns of an erasure.
@@ -67,7 +59,6 @@ impl std::fmt::Debug for PostgresKeyStore {
         f.debug_struct("PostgresKeyStore")
             .field("target", &self.target)
             .field("kek_versions", &self.keyring().versions())
-            .field("cached_keys", &self.cache().len())
             .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
@@ -113,7 +104,6 @@ impl PostgresKeyStore {
             pool,
             keyring: RwLock::new(keyring),
             index_key,
-            keys: RwLock::new(HashMap::with_hasher(BuildPrehashedHasher::default())),
             store_generation: Mutex::new(store_generation),
             generation: AtomicU64::new(0),
         })
@@ -123,58 +113,25 @@ impl PostgresKeyStore {
         self.keyring.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn cache(&self) -> RwLockReadGuard<'_, KeyCache> {
-        self.keys.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn cache_mut(&self) -> RwLockWriteGuard<'_, KeyCache> {
-        self.keys.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn cached(&self, tag: &LookupTag) -> Option<EntityKey> {
-        self.cache().get(tag).map(|cached| cached.key.clone())
-    }
-
-    /// Caches a key read or made at `generation`, unless an erasure was
-    /// learnt of since (the key may be the erased one); returns the key to use.
-    fn remember(
-        &self,
-        tag: LookupTag,
-        entity: &Entity<'_>,
-        key: EntityKey,
-        generation: u64,
-    ) -> EntityKey {
-        let mut keys = self.cache_mut();
-        if self.generation.load(Ordering::Acquire) != generation {
-            return key;
-        }
-        keys.entry(tag)
-            .or_insert(CachedKey {
-                key,
-                scope_code: entity.scope.code(),
-                epoch: entity.epoch,
-            })
-            .key
-            .clone()
-    }
-
-    /// Notes an erasure this handle made or learnt of, dropping the affected cached keys.
-    fn forget(&self, keep: impl FnMut(&LookupTag, &mut CachedKey) -> bool) {
-        let mut keys = self.cache_mut();
-        keys.retain(keep);
+    /// Notes an erasure this handle made or learnt of: callers caching keys drop them.
+    fn note_erasure(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Reads the entity's row and unwraps it.
     fn read_key(
         &self,
-        client: &mut impl GenericClient,
+        connection: &mut Connection,
         keyring: &Keyring,
         tag: &LookupTag,
         entity: &Entity<'_>,
     ) -> Result<Option<EntityKey>> {
-        let row = client
-            .query_opt(SELECT_KEY, &[&&tag[..]])
+        let select = connection
+            .statement(SELECT_KEY)
+            .map_err(backend("reading a key"))?;
+        let row = connection
+            .client
+            .query_opt(&select, &[&&tag[..]])
             .map_err(backend("reading a key"))?;
         let Some(row) = row else {
             return Ok(None);
@@ -228,35 +185,39 @@ impl PostgresKeyStore {
 }
 
 impl KeyStore for PostgresKeyStore {
+    /// Reads the row first (most calls find a key), and creates it only when absent.
     fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey> {
         let tag = lookup_tag(&self.index_key, entity);
-        if let Some(key) = self.cached(&tag) {
-            return Ok(key);
-        }
-        let generation = self.generation.load(Ordering::Acquire);
         // Held across the insert so a rotation in this handle cannot slip
         // between wrapping under the old version and the row landing.
         let keyring = self.keyring();
-        let fresh = EntityKey::random()?;
-        let aad = wrap_aad(entity.scope.code(), entity.epoch, &tag);
-        let (kek_version, wrapped) = keyring.wrap(&fresh, &aad)?;
-        let scope_code = i16::from(entity.scope.code());
-        let epoch = i64::from(entity.epoch);
-        let kek_version = i64::from(kek_version);
-        let key = self.pool.with_client(|client| {
+        self.pool.with_connection(|connection| {
+            if let Some(existing) = self.read_key(connection, &keyring, &tag, entity)? {
+                return Ok(existing);
+            }
+            let fresh = EntityKey::random()?;
+            let aad = wrap_aad(entity.scope.code(), entity.epoch, &tag);
+            let (kek_version, wrapped) = keyring.wrap(&fresh, &aad)?;
+            let scope_code = i16::from(entity.scope.code());
+            let epoch = i64::from(entity.epoch);
+            let kek_version = i64::from(kek_version);
+            let insert = connection
+                .statement(INSERT_KEY)
+                .map_err(backend("creating a key"))?;
             for _ in 0..CREATE_ATTEMPTS {
-                let inserted = client
+                let inserted = connection
+                    .client
                     .execute(
-                        INSERT_KEY,
+                        &insert,
                         &[&&tag[..], &scope_code, &epoch, &kek_version, &&wrapped[..]],
                     )
                     .map_err(backend("creating a key"))?;
                 if inserted == 1 {
-                    return Ok(fresh.clone());
+                    return Ok(fresh);
                 }
                 // Another handle created it first (ON CONFLICT waited for its
                 // commit): everyone uses that one.
-                if let Some(theirs) = self.read_key(client, &keyring, &tag, entity)? {
+                if let Some(theirs) = self.read_key(connection, &keyring, &tag, entity)? {
                     return Ok(theirs);
                 }
                 // ...unless it was erased in between: try again.
@@ -265,23 +226,14 @@ impl KeyStore for PostgresKeyStore {
                 "creating a key",
                 "the key kept being erased while created",
             ))
-        })?;
-        drop(keyring);
-        Ok(self.remember(tag, entity, key, generation))
+        })
     }
 
     fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
         let tag = lookup_tag(&self.index_key, entity);
-        if let Some(key) = self.cached(&tag) {
-            return Ok(Some(key));
-        }
-        let generation = self.generation.load(Ordering::Acquire);
         let keyring = self.keyring();
-        let found = self
-            .pool
-            .with_client(|client| self.read_key(client, &keyring, &tag, entity))?;
-        drop(keyring);
-        Ok(found.map(|key| self.remember(tag, entity, key, generation)))
+        self.pool
+            .with_connection(|connection| self.read_key(connection, &keyring, &tag, entity))
     }
 
     /// Does nothing: `key_for` commits every new key before handing it out
@@ -298,11 +250,8 @@ impl KeyStore for PostgresKeyStore {
             "DELETE FROM delink_keys WHERE tag = $1",
             &[&&tag[..]],
         )? > 0;
-        let was_cached = self.cached(&tag).is_some();
-        if deleted || was_cached {
-            self.forget(|cached_tag, _| *cached_tag != tag);
-        }
         if deleted {
+            self.note_erasure();
             self.vacuum();
         }
         Ok(deleted)
@@ -325,8 +274,7 @@ impl KeyStore for PostgresKeyStore {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if *seen != store_generation {
-                // Which keys were erased is not known here: drop them all.
-                self.forget(|_, _| false);
+                self.note_erasure();
                 *seen = store_generation;
             }
         }
@@ -438,16 +386,13 @@ impl KeyStore for PostgresKeyStore {
             return Ok(0);
         }
         let last_purged = before_epoch - 1;
-        let scope_code = scope.code();
         let deleted = self.delete(
             "purging key epochs",
             "DELETE FROM delink_keys WHERE scope = $1 AND epoch BETWEEN 1 AND $2",
-            &[&i16::from(scope_code), &i64::from(last_purged)],
+            &[&i16::from(scope.code()), &i64::from(last_purged)],
         )?;
         if deleted > 0 {
-            self.forget(|_, cached| {
-                cached.scope_code != scope_code || !(1..before_epoch).contains(&cached.epoch)
-            });
+            self.note_erasure();
             self.vacuum();
         }
         Ok(deleted)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 
 use delink_keystore::testkit::{Backend, keyring_file};
-use delink_keystore::{Entity, KeyStore, Keyring};
+use delink_keystore::{Entity, KeyStore, KeyStoreError, Keyring};
 use delink_keystore_postgres::PostgresKeyStore;
 use delink_model::Scope;
 
@@ -172,4 +172,40 @@ fn a_store_with_keys_and_no_kek_is_refused() {
         !backend.scratch().join("no-such-kek").exists(),
         "no KEK generated for a used store"
     );
+}
+
+/// The store keeps no key in memory: a row changed or deleted behind its
+/// back is what the very next lookup sees.
+#[test]
+fn every_lookup_reads_the_row_so_no_key_outlives_it() {
+    let backend = support::fresh_store();
+    let kek = keyring_file(&backend);
+    let store = backend.open(&kek).expect("open");
+    let entity = Entity::new(Scope::Subject, "account:uncached");
+    let made = store.key_for(&entity).expect("key_for");
+    let seen = store.existing_key(&entity).expect("existing_key");
+    assert_eq!(seen.expect("stored").expose(), made.expose());
+
+    let mut database = support::connect(&backend.url);
+    database
+        .execute(
+            "UPDATE delink_keys SET wrapped = set_byte(wrapped, 30, get_byte(wrapped, 30) # 1)",
+            &[],
+        )
+        .expect("tamper");
+    assert!(matches!(
+        store.existing_key(&entity),
+        Err(KeyStoreError::Unwrap { .. })
+    ));
+    assert!(matches!(
+        store.key_for(&entity),
+        Err(KeyStoreError::Unwrap { .. })
+    ));
+
+    database
+        .execute("DELETE FROM delink_keys", &[])
+        .expect("delete");
+    assert!(store.existing_key(&entity).expect("existing_key").is_none());
+    let fresh = store.key_for(&entity).expect("key_for");
+    assert_ne!(fresh.expose(), made.expose(), "a fresh key, not a kept one");
 }

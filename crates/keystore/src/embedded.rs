@@ -10,6 +10,11 @@
 //!
 //! Every change happens under an exclusive `flock` on `LOCK`, after catching
 //! up with what other handles appended, which makes key creation race-free.
+//! The in-memory index maps each lookup tag to its record, with the key still
+//! wrapped: every `key_for`/`existing_key` unwraps it again, so the store holds
+//! no unwrapped entity key (callers that need speed cache keys themselves, and
+//! drop them when [`KeyStore::generation`] moves). Reading a record (on open,
+//! on catch-up) still unwraps it once, so tampering is caught there.
 //! An erasure appends a notice and overwrites the key's record in place;
 //! other handles learn of it from the notice when they next catch up.
 //! Rotation rewrites the file without erased records (new file id); handles
@@ -21,7 +26,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use delink_model::{BuildPrehashedHasher, Scope};
 
@@ -45,13 +50,29 @@ const LOG_FILE: &str = "entities.log";
 const JOURNAL_FILE: &str = "journal.log";
 const LOCK_FILE: &str = "LOCK";
 
-/// One live key and where it is stored.
+/// One live key, wrapped as stored, and where it is stored.
+///
+/// The key stays wrapped in memory: [`Slot::unwrap`] opens it for each lookup.
+#[derive(Clone, Copy)]
 struct Slot {
-    key: EntityKey,
+    wrapped: [u8; WRAPPED_LEN],
     record: u64,
     scope_code: u8,
     epoch: u32,
     kek_version: u32,
+}
+
+impl Slot {
+    /// Unwraps the key, bound to its scope, epoch and tag as when it was wrapped.
+    fn unwrap(&self, keyring: &Keyring, tag: &LookupTag) -> Result<EntityKey> {
+        keyring
+            .unwrap_key(
+                self.kek_version,
+                &self.wrapped,
+                &wrap_aad(self.scope_code, self.epoch, tag),
+            )
+            .map_err(|failure| unwrap_error(failure, self.record, self.kek_version))
+    }
 }
 
 /// The open log file and how much of it this handle has applied.
@@ -76,9 +97,12 @@ impl Log {
 
 /// Keeps entity keys in one file under the data directory; any number of
 /// handles and processes may share it.
+///
+/// Holds no unwrapped entity key: lookups unwrap the record's key each time.
+/// Lock order: `log`, then `keyring`, then `keys`.
 pub struct EmbeddedKeyStore {
     dir: PathBuf,
-    keyring: Mutex<Keyring>,
+    keyring: RwLock<Keyring>,
     index_key: EntityKey,
     keys: RwLock<HashMap<LookupTag, Slot, BuildPrehashedHasher>>,
     /// Serialises this handle's reads and writes of the log; taken before the file lock.
@@ -92,7 +116,7 @@ impl std::fmt::Debug for EmbeddedKeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedKeyStore")
             .field("dir", &self.dir)
-            .field("keyring", &*lock(&self.keyring))
+            .field("keyring", &*self.read_keyring())
             .field("keys", &self.read_keys().len())
             .field("generation", &self.generation())
             .finish_non_exhaustive()
@@ -158,7 +182,7 @@ impl EmbeddedKeyStore {
         drop(exclusive);
         let store = EmbeddedKeyStore {
             dir: dir.to_path_buf(),
-            keyring: Mutex::new(keyring),
+            keyring: RwLock::new(keyring),
             index_key,
             keys: RwLock::new(loaded.keys),
             log: Mutex::new(Log::new(file, applied, &log_path)?),
@@ -167,7 +191,7 @@ impl EmbeddedKeyStore {
             unsynced: AtomicBool::new(false),
         };
         if created {
-            let kek_version = lock(&store.keyring).current_version();
+            let kek_version = store.read_keyring().current_version();
             store.write_journal(&JournalEvent::now(JournalKind::KekInUse { kek_version }))?;
         }
         Ok(store)
@@ -177,20 +201,32 @@ impl EmbeddedKeyStore {
         self.dir.join(LOG_FILE)
     }
 
-    fn read_keys(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
+    fn read_keyring(&self) -> RwLockReadGuard<'_, Keyring> {
+        self.keyring.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_keyring(&self) -> RwLockWriteGuard<'_, Keyring> {
+        self.keyring.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read_keys(&self) -> RwLockReadGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
         self.keys.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_keys(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
+    fn write_keys(&self) -> RwLockWriteGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
         self.keys.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn cached(&self, tag: &LookupTag) -> Option<EntityKey> {
-        self.read_keys().get(tag).map(|slot| slot.key.clone())
+    /// Unwraps the live key of `tag`, if the index has one.
+    ///
+    /// Holds the keyring and the index together, so a rotation in this handle
+    /// cannot swap the slot's wrapping between reading it and unwrapping it.
+    fn live_key(&self, tag: &LookupTag) -> Result<Option<EntityKey>> {
+        let keyring = self.read_keyring();
+        let keys = self.read_keys();
+        keys.get(tag)
+            .map(|slot| slot.unwrap(&keyring, tag))
+            .transpose()
     }
 
     /// Runs `change` holding this handle's log and the exclusive file lock, caught up.
@@ -223,6 +259,7 @@ impl EmbeddedKeyStore {
         let first = (log.applied - HEADER_LEN) / RECORD_LEN as u64;
         let mut erased = HashSet::new();
         {
+            let keyring = self.read_keyring();
             let mut keys = self.write_keys();
             for (offset, record) in records.iter().enumerate() {
                 let number = first + offset as u64;
@@ -232,7 +269,7 @@ impl EmbeddedKeyStore {
                     }
                     INDEX | SHREDDED => {}
                     _ => {
-                        let slot = self.unwrap_record(number, record)?;
+                        let slot = verified_slot(&keyring, number, record)?;
                         keys.entry(tag_of(record)).or_insert(slot);
                     }
                 }
@@ -254,7 +291,7 @@ impl EmbeddedKeyStore {
         let file = open_log(&path)?;
         let records = read_records(&file, &path, HEADER_LEN, false)?;
         let loaded = {
-            let mut keyring = lock(&self.keyring);
+            let mut keyring = self.write_keyring();
             match load(&keyring, &records) {
                 Err(KeyStoreError::KekVersionMissing { .. }) => {
                     keyring.reload()?;
@@ -271,11 +308,6 @@ impl EmbeddedKeyStore {
         )?;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
-    }
-
-    fn unwrap_record(&self, number: u64, record: &[u8; RECORD_LEN]) -> Result<Slot> {
-        let keyring = lock(&self.keyring);
-        unwrap_record(&keyring, number, record)
     }
 
     /// Appends an erasure notice and shreds the records in place, durably.
@@ -318,17 +350,17 @@ impl EmbeddedKeyStore {
 impl KeyStore for EmbeddedKeyStore {
     fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey> {
         let tag = lookup_tag(&self.index_key, entity);
-        if let Some(key) = self.cached(&tag) {
+        if let Some(key) = self.live_key(&tag)? {
             return Ok(key);
         }
         self.exclusively(|log| {
-            if let Some(key) = self.cached(&tag) {
+            if let Some(key) = self.live_key(&tag)? {
                 return Ok(key);
             }
             let key = EntityKey::random()?;
             let scope_code = entity.scope.code();
             let (bytes, kek_version) = {
-                let keyring = lock(&self.keyring);
+                let keyring = self.read_keyring();
                 (
                     encode(&keyring, scope_code, &tag, entity.epoch, &key)?,
                     keyring.current_version(),
@@ -342,7 +374,7 @@ impl KeyStore for EmbeddedKeyStore {
             self.write_keys().insert(
                 tag,
                 Slot {
-                    key: key.clone(),
+                    wrapped: wrapped_of(&bytes),
                     record,
                     scope_code,
                     epoch: entity.epoch,
@@ -355,10 +387,10 @@ impl KeyStore for EmbeddedKeyStore {
 
     fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
         let tag = lookup_tag(&self.index_key, entity);
-        if let Some(key) = self.cached(&tag) {
+        if let Some(key) = self.live_key(&tag)? {
             return Ok(Some(key));
         }
-        self.shared(|_| Ok(self.cached(&tag)))
+        self.shared(|_| self.live_key(&tag))
     }
 
     fn sync(&self) -> Result<()> {
@@ -392,7 +424,14 @@ impl KeyStore for EmbeddedKeyStore {
 
     fn rewrap(&self) -> Result<u64> {
         self.exclusively(|log| {
-            let mut keyring = lock(&self.keyring);
+            let mut keyring = self.write_keyring();
+            let mut keys = self.write_keys();
+            // Unwrapped under the keyring that verified them, before the reload
+            // can drop a version; held only until they are wrapped again.
+            let live = keys
+                .iter()
+                .map(|(tag, slot)| Ok((*tag, slot.unwrap(&keyring, tag)?)))
+                .collect::<Result<Vec<(LookupTag, EntityKey)>>>()?;
             keyring.reload()?;
             let current = keyring.current_version();
             let path = self.log_path();
@@ -404,12 +443,15 @@ impl KeyStore for EmbeddedKeyStore {
             let index = encode(&keyring, INDEX, &[0; 32], 0, &self.index_key)?;
             write_record(&file, offset, &index, &staged)?;
             offset += RECORD_LEN as u64;
-            let mut keys = self.write_keys();
             let mut rewrapped = 0;
-            for (tag, slot) in keys.iter_mut() {
-                let bytes = encode(&keyring, slot.scope_code, tag, slot.epoch, &slot.key)?;
+            for (tag, key) in &live {
+                let Some(slot) = keys.get_mut(tag) else {
+                    continue;
+                };
+                let bytes = encode(&keyring, slot.scope_code, tag, slot.epoch, key)?;
                 write_record(&file, offset, &bytes, &staged)?;
                 slot.record = (offset - HEADER_LEN) / RECORD_LEN as u64;
+                slot.wrapped = wrapped_of(&bytes);
                 if slot.kek_version != current {
                     rewrapped += 1;
                     slot.kek_version = current;
@@ -619,11 +661,11 @@ fn load(keyring: &Keyring, records: &[[u8; RECORD_LEN]]) -> Result<Loaded> {
             ERASURE | SHREDDED => {}
             _ if erased.contains(&number) => loaded.unshredded.push(number),
             INDEX => {
-                let slot = unwrap_record(keyring, number, record)?;
-                loaded.index_key.get_or_insert(slot.key);
+                let (_, key) = unwrap_record(keyring, number, record)?;
+                loaded.index_key.get_or_insert(key);
             }
             _ => {
-                let slot = unwrap_record(keyring, number, record)?;
+                let slot = verified_slot(keyring, number, record)?;
                 loaded.keys.entry(tag_of(record)).or_insert(slot);
             }
         }
@@ -660,7 +702,31 @@ fn encode(
     Ok(record)
 }
 
-fn unwrap_record(keyring: &Keyring, number: u64, record: &[u8; RECORD_LEN]) -> Result<Slot> {
+fn wrapped_of(record: &[u8; RECORD_LEN]) -> [u8; WRAPPED_LEN] {
+    let mut wrapped = [0u8; WRAPPED_LEN];
+    wrapped.copy_from_slice(&record[41..]);
+    wrapped
+}
+
+fn unwrap_error(failure: UnwrapFailure, record: u64, version: u32) -> KeyStoreError {
+    match failure {
+        UnwrapFailure::VersionMissing => KeyStoreError::KekVersionMissing { record, version },
+        UnwrapFailure::Authentication => KeyStoreError::Unwrap { record },
+    }
+}
+
+/// Reads an entity record into a slot, checking that its key unwraps (so
+/// tampering is caught when the record is read) and dropping the unwrapped key.
+fn verified_slot(keyring: &Keyring, number: u64, record: &[u8; RECORD_LEN]) -> Result<Slot> {
+    unwrap_record(keyring, number, record).map(|(slot, _)| slot)
+}
+
+/// Reads a record into a slot and unwraps its key.
+fn unwrap_record(
+    keyring: &Keyring,
+    number: u64,
+    record: &[u8; RECORD_LEN],
+) -> Result<(Slot, EntityKey)> {
     let kind = record[0];
     let tag = tag_of(record);
     let mut field = [0u8; 4];
@@ -671,24 +737,15 @@ fn unwrap_record(keyring: &Keyring, number: u64, record: &[u8; RECORD_LEN]) -> R
     if kind != INDEX && Scope::from_code(kind).is_none() {
         return Err(KeyStoreError::Unwrap { record: number });
     }
-    let mut wrapped = [0u8; WRAPPED_LEN];
-    wrapped.copy_from_slice(&record[41..]);
-    let key = keyring
-        .unwrap_key(kek_version, &wrapped, &wrap_aad(kind, epoch, &tag))
-        .map_err(|failure| match failure {
-            UnwrapFailure::VersionMissing => KeyStoreError::KekVersionMissing {
-                record: number,
-                version: kek_version,
-            },
-            UnwrapFailure::Authentication => KeyStoreError::Unwrap { record: number },
-        })?;
-    Ok(Slot {
-        key,
+    let slot = Slot {
+        wrapped: wrapped_of(record),
         record: number,
         scope_code: kind,
         epoch,
         kek_version,
-    })
+    };
+    let key = slot.unwrap(keyring, &tag)?;
+    Ok((slot, key))
 }
 
 fn write_record(file: &File, offset: u64, bytes: &[u8], path: &Path) -> Result<()> {

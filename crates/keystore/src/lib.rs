@@ -13,9 +13,14 @@
 //! The design decisions to know: [`KeyStore::key_for`] may hand out a new key
 //! before it is durable, so callers must [`KeyStore::sync`] before
 //! publishing anything made with it; and erasures reach other processes
-//! through the store itself — each handle's [`KeyStore::generation`] changes
-//! once [`KeyStore::refresh`] has seen an erasure, and callers drop their
-//! caches when it does.
+//! through the store itself — each handle's [`KeyStore::generation`] grows
+//! once [`KeyStore::refresh`] has seen an erasure.
+//!
+//! Stores are authoritative and cache no unwrapped key: the embedded store
+//! keeps an index of wrapped keys and unwraps one per lookup, the PostgreSQL
+//! store queries its table. The one cache of unwrapped keys in a process is
+//! the caller's (the pipeline keeps one, shared by its worker threads), and it
+//! is dropped whenever the generation moves.
 
 mod embedded;
 mod entity;
@@ -43,14 +48,21 @@ use delink_model::Scope;
 
 /// Finds, creates and erases entity keys. Implementations are shared by every worker thread
 /// of a process, and several processes may use one store at once.
+///
+/// Implementations keep no cache of unwrapped keys: each [`KeyStore::key_for`] and
+/// [`KeyStore::existing_key`] unwraps the stored key (and may cost IO). Callers on a
+/// hot path cache the keys they get, and empty that cache when
+/// [`KeyStore::generation`] moves.
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Returns the key of the entity, creating it when it is new.
     ///
     /// Race-free: every handle on the store gets the same key for the same entity.
     /// A created key is durable only after the next [`KeyStore::sync`].
+    /// Unwraps the stored key on every call; nothing unwrapped is kept.
     fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey>;
 
     /// Returns the key of the entity if it exists, never creating one.
+    /// Unwraps the stored key on every call, like [`KeyStore::key_for`].
     fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>>;
 
     /// Makes every key handed out so far durable.
@@ -68,8 +80,9 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// then wrapped under the newest KEK version); returns the generation.
     fn refresh(&self) -> Result<u64>;
 
-    /// Returns a number that changes whenever this handle has learnt of an erasure.
-    /// Cheap (no IO): callers caching keys compare it and drop their caches when it moves.
+    /// Returns a number that grows (never shrinks) whenever this handle has learnt of an
+    /// erasure. Cheap (no IO): callers caching keys compare it and drop their caches when
+    /// it moves; a smaller number than one seen before is an older reading.
     fn generation(&self) -> u64;
 
     /// Re-wraps every live key under the keyring's newest KEK version; returns how many.

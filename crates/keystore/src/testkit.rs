@@ -34,6 +34,7 @@ macro_rules! conformance_tests {
             handles_agree_and_synced_keys_survive_reopening,
             erasure_deletes_the_key_and_reaches_other_handles,
             rotation_rewraps_every_key_so_the_old_kek_can_go,
+            open_handles_keep_their_keys_across_a_rotation,
             a_wrong_kek_is_refused,
             device_epochs_are_purged_by_age,
             the_journal_keeps_events_in_order,
@@ -194,6 +195,41 @@ pub fn rotation_rewraps_every_key_so_the_old_kek_can_go(backend: &dyn Backend) {
         backend.open(&old_only).is_err(),
         "the destroyed KEK no longer opens the store"
     );
+}
+
+/// The rotating handle, and another that has caught up, still hand out the
+/// same keys once the old KEK is destroyed: what a handle keeps in memory is
+/// wrapped the way the store is.
+pub fn open_handles_keep_their_keys_across_a_rotation(backend: &dyn Backend) {
+    let source = keyring_file(backend);
+    let rotating = open(backend);
+    let other = open(backend);
+    let entities = [
+        Entity::new(Scope::Subject, "account:rotated"),
+        Entity::new(Scope::Installation, "site:rotated"),
+        Entity::device("ZAP-ROTATED", 4),
+    ];
+    let keys: Vec<[u8; 32]> = entities
+        .iter()
+        .map(|entity| *key(&*rotating, *entity).expose())
+        .collect();
+    rotating.sync().expect("sync");
+    other.refresh().expect("refresh");
+    for (entity, expected) in entities.iter().zip(&keys) {
+        assert_eq!(existing(&*other, *entity), Some(*expected));
+    }
+    let mut keyring = Keyring::load(&source, false).expect("load").expect("ring");
+    keyring.add_version().expect("add");
+    assert_eq!(rotating.rewrap().expect("rewrap"), 3);
+    keyring.destroy(&[1]).expect("destroy v1");
+    other.refresh().expect("refresh");
+    for (entity, expected) in entities.iter().zip(&keys) {
+        assert_eq!(existing(&*rotating, *entity), Some(*expected));
+        assert_eq!(key(&*rotating, *entity).expose(), expected);
+        assert_eq!(existing(&*other, *entity), Some(*expected));
+        assert_eq!(key(&*other, *entity).expose(), expected);
+    }
+    assert_eq!(other.len().expect("len"), 3);
 }
 
 /// A store with keys refuses a keyring that did not wrap them (fail closed).

@@ -1,7 +1,15 @@
-//! Fetches the keys one observation needs, through a per-worker cache in
-//! front of the key store.
+//! Fetches the keys one observation needs, through the one key cache that
+//! every worker thread of the process shares.
+//!
+//! The key stores keep no unwrapped key (each lookup unwraps, or queries), so
+//! this cache is the only place a process holds entity keys in the clear: at
+//! most [`MAX_CACHED_KEYS`] of them, and none from before an erasure the
+//! store has announced. A hit is a read lock and one hash lookup; a miss asks
+//! the store outside any lock of the cache, so two workers missing the same
+//! key both get the store's (race-free) answer.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use delink_keystore::{Entity, EntityKey, KeyStore, Result, subject_entity};
@@ -9,120 +17,253 @@ use delink_model::{Observation, Scope, SubjectId};
 use delink_telemetry::{KeystoreOperation, Metrics};
 use delink_transform::ObservationKeys;
 
-/// Entries a worker caches before starting afresh; bounds memory per worker.
-const MAX_CACHED_KEYS: usize = 250_000;
+/// Keys the cache holds before it starts afresh; bounds the unwrapped keys in memory.
+pub(crate) const MAX_CACHED_KEYS: usize = 250_000;
 
-/// Remembers keys a worker has fetched, so the hot path skips the store's lookup tag.
+/// Caches the keys workers fetch from the store, shared by every worker thread.
 ///
-/// Emptied whenever the store's generation moves: an erased key is never
-/// used from the cache once the store has learnt of its erasure.
+/// Keyed by scope, epoch and normalised identifier (a subject's as
+/// [`subject_entity`] names it). Emptied whenever the store's generation
+/// moves: an erased key is never used from the cache once a worker's
+/// revalidation has seen the store learn of its erasure.
 pub(crate) struct KeyCache {
-    /// The store generation the cached keys belong to; `None` before the first batch.
-    generation: Option<u64>,
+    max_entries: usize,
     /// Device-key epoch length in days; 0 = no epochs.
     epoch_days: u32,
     /// How often the store is asked for erasures made elsewhere.
     refresh_interval: Duration,
-    /// When the store was last asked; `None` before the first batch.
-    last_refresh: Option<Instant>,
-    accounts: HashMap<Box<str>, EntityKey>,
-    rfids: HashMap<Box<str>, EntityKey>,
-    installations: HashMap<Box<str>, EntityKey>,
-    /// Device keys by epoch, then serial.
-    devices: HashMap<u32, HashMap<Box<str>, EntityKey>>,
+    /// When the store was last asked; `None` before the first batch. Held
+    /// while asking, so one worker asks per interval and the others wait for
+    /// its answer instead of starting a batch without it.
+    last_refresh: Mutex<Option<Instant>>,
+    cached: RwLock<CachedKeys>,
+}
+
+/// The cached keys and the store generation they belong to.
+struct CachedKeys {
+    /// `None` before the first revalidation.
+    generation: Option<u64>,
+    keys: HashMap<Box<[u8]>, EntityKey>,
 }
 
 impl KeyCache {
-    /// Starts an empty cache for device keys rotating every `epoch_days` (0 = never),
-    /// asking the store for erasures every `refresh_interval`.
-    pub(crate) fn new(epoch_days: u32, refresh_interval: Duration) -> Self {
+    /// Starts an empty cache of at most `max_entries` keys, for device keys
+    /// rotating every `epoch_days` (0 = never), asking the store for erasures
+    /// every `refresh_interval`.
+    pub(crate) fn new(max_entries: usize, epoch_days: u32, refresh_interval: Duration) -> Self {
         KeyCache {
-            generation: None,
+            max_entries: max_entries.max(1),
             epoch_days,
             refresh_interval,
-            last_refresh: None,
-            accounts: HashMap::new(),
-            rfids: HashMap::new(),
-            installations: HashMap::new(),
-            devices: HashMap::new(),
+            last_refresh: Mutex::new(None),
+            cached: RwLock::new(CachedKeys {
+                generation: None,
+                keys: HashMap::new(),
+            }),
         }
     }
 
+    fn read(&self) -> RwLockReadGuard<'_, CachedKeys> {
+        self.cached.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, CachedKeys> {
+        self.cached.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts the cached keys.
+    #[cfg(test)]
     fn len(&self) -> usize {
-        let devices: usize = self.devices.values().map(HashMap::len).sum();
-        self.accounts.len() + self.rfids.len() + self.installations.len() + devices
+        self.read().keys.len()
     }
 
     /// Asks the store for erasures when the refresh interval has passed, and
-    /// empties the cache when the store learnt of one or the cache outgrew its
-    /// bound (at most one batch's keys over it). Called before each batch.
-    pub(crate) fn revalidate(&mut self, store: &dyn KeyStore, metrics: &Metrics) -> Result<()> {
-        if self
-            .last_refresh
-            .is_none_or(|last| last.elapsed() >= self.refresh_interval)
-        {
-            metrics.count_keystore_operations(KeystoreOperation::Refresh, 1);
-            store
-                .refresh()
-                .inspect_err(|_| metrics.count_keystore_error(KeystoreOperation::Refresh))?;
-            self.last_refresh = Some(Instant::now());
+    /// empties the cache when the store has learnt of one since the cache was
+    /// filled. Called by every worker before each batch.
+    pub(crate) fn revalidate(&self, store: &dyn KeyStore, metrics: &Metrics) -> Result<()> {
+        self.refresh_when_due(store, metrics)?;
+        let generation = store.generation();
+        if self.read().generation == Some(generation) {
+            return Ok(());
         }
-        let generation = Some(store.generation());
-        if generation != self.generation {
-            if self.generation.is_some() {
-                metrics.count_erasure_applied();
+        let mut cached = self.write();
+        match cached.generation {
+            // Another worker moved the cache on already, or this reading is older than its.
+            Some(seen) if seen >= generation => {}
+            seen => {
+                if seen.is_some() {
+                    metrics.count_erasure_applied();
+                }
+                cached.keys.clear();
+                cached.generation = Some(generation);
             }
-            self.clear();
-            self.generation = generation;
-        } else if self.len() > MAX_CACHED_KEYS {
-            self.clear();
         }
         Ok(())
     }
 
-    fn clear(&mut self) {
-        self.accounts.clear();
-        self.rfids.clear();
-        self.installations.clear();
-        self.devices.clear();
+    fn refresh_when_due(&self, store: &dyn KeyStore, metrics: &Metrics) -> Result<()> {
+        let mut last_refresh = self
+            .last_refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last_refresh.is_some_and(|last| last.elapsed() < self.refresh_interval) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        metrics.count_keystore_operations(KeystoreOperation::Refresh, 1);
+        store
+            .refresh()
+            .inspect_err(|_| metrics.count_keystore_error(KeystoreOperation::Refresh))?;
+        *last_refresh = Some(started);
+        Ok(())
     }
 
-    fn subject(&mut self, store: &dyn KeyStore, subject: SubjectId<'_>) -> Result<EntityKey> {
-        let (map, id) = match subject {
-            SubjectId::Account(id) => (&mut self.accounts, id),
-            SubjectId::Rfid(tag) => (&mut self.rfids, tag),
+    /// Returns the cached key under `cache_key`, or the generation a key
+    /// fetched now would belong to.
+    fn cached(&self, cache_key: &[u8]) -> std::result::Result<EntityKey, Option<u64>> {
+        let cached = self.read();
+        match cached.keys.get(cache_key) {
+            Some(key) => Ok(key.clone()),
+            None => Err(cached.generation),
+        }
+    }
+
+    /// Caches a key fetched at `generation`, unless the cache has moved on
+    /// since (the key may be an erased one); starts afresh when full.
+    fn remember(&self, generation: Option<u64>, cache_key: &[u8], key: &EntityKey) {
+        let mut cached = self.write();
+        if cached.generation != generation {
+            return;
+        }
+        if cached.keys.contains_key(cache_key) {
+            // Another worker fetched it meanwhile; the store gave both the same key.
+            return;
+        }
+        if cached.keys.len() >= self.max_entries {
+            cached.keys.clear();
+        }
+        cached.keys.insert(cache_key.into(), key.clone());
+    }
+
+    /// Starts the key lookups of one batch.
+    pub(crate) fn lookups<'c>(
+        &'c self,
+        store: &'c dyn KeyStore,
+        metrics: &'c Metrics,
+    ) -> KeyLookups<'c> {
+        KeyLookups {
+            cache: self,
+            store,
+            metrics,
+            cache_key: Vec::with_capacity(64),
+            misses: 0,
+        }
+    }
+}
+
+/// One key an observation needs, named without allocating.
+#[derive(Clone, Copy)]
+enum Wanted<'a> {
+    Subject(SubjectId<'a>),
+    Installation(&'a str),
+    Device { serial: &'a str, epoch: u32 },
+}
+
+impl Wanted<'_> {
+    /// Writes the cache key: scope code ‖ epoch ‖ normalised identifier.
+    fn write_cache_key(self, buffer: &mut Vec<u8>) {
+        let (scope, epoch, parts): (Scope, u32, [&str; 2]) = match self {
+            Wanted::Subject(SubjectId::Account(id)) => (Scope::Subject, 0, ["account:", id]),
+            Wanted::Subject(SubjectId::Rfid(tag)) => (Scope::Subject, 0, ["rfid:", tag]),
+            Wanted::Installation(id) => (Scope::Installation, 0, ["", id]),
+            Wanted::Device { serial, epoch } => (Scope::Device, epoch, ["", serial]),
         };
-        if let Some(key) = map.get(id) {
-            return Ok(key.clone());
+        buffer.clear();
+        buffer.push(scope.code());
+        buffer.extend_from_slice(&epoch.to_le_bytes());
+        for part in parts {
+            buffer.extend_from_slice(part.as_bytes());
         }
-        let key = store.key_for(&Entity::new(Scope::Subject, &subject_entity(subject)))?;
-        map.insert(id.into(), key.clone());
+    }
+
+    fn fetch(self, store: &dyn KeyStore) -> Result<EntityKey> {
+        match self {
+            Wanted::Subject(subject) => {
+                store.key_for(&Entity::new(Scope::Subject, &subject_entity(subject)))
+            }
+            Wanted::Installation(id) => store.key_for(&Entity::new(Scope::Installation, id)),
+            Wanted::Device { serial, epoch } => store.key_for(&Entity::device(serial, epoch)),
+        }
+    }
+}
+
+/// The key lookups of one batch: through the shared cache, counting the
+/// misses that went to the store.
+pub(crate) struct KeyLookups<'c> {
+    cache: &'c KeyCache,
+    store: &'c dyn KeyStore,
+    metrics: &'c Metrics,
+    /// Reused for every cache key of the batch, so that a hit allocates nothing.
+    cache_key: Vec<u8>,
+    misses: u64,
+}
+
+impl KeyLookups<'_> {
+    fn key(&mut self, wanted: Wanted<'_>) -> Result<EntityKey> {
+        wanted.write_cache_key(&mut self.cache_key);
+        let generation = match self.cache.cached(&self.cache_key) {
+            Ok(key) => return Ok(key),
+            Err(generation) => generation,
+        };
+        self.misses += 1;
+        let key = wanted
+            .fetch(self.store)
+            .inspect_err(|_| self.metrics.count_keystore_error(KeystoreOperation::KeyFor))?;
+        self.cache.remember(generation, &self.cache_key, &key);
         Ok(key)
     }
 
-    fn installation(&mut self, store: &dyn KeyStore, id: &str) -> Result<EntityKey> {
-        if let Some(key) = self.installations.get(id) {
-            return Ok(key.clone());
-        }
-        let key = store.key_for(&Entity::new(Scope::Installation, id))?;
-        self.installations.insert(id.into(), key.clone());
-        Ok(key)
+    fn device(&mut self, serial: &str, observed_at_us: i64) -> Result<EntityKey> {
+        let epoch = delink_config::device_epoch(self.cache.epoch_days, observed_at_us);
+        self.key(Wanted::Device { serial, epoch })
     }
 
-    fn device(
-        &mut self,
-        store: &dyn KeyStore,
-        serial: &str,
-        observed_at_us: i64,
-    ) -> Result<EntityKey> {
-        let epoch = delink_config::device_epoch(self.epoch_days, observed_at_us);
-        let devices = self.devices.entry(epoch).or_default();
-        if let Some(key) = devices.get(serial) {
-            return Ok(key.clone());
+    /// Fetches (or creates) every key the observation needs.
+    pub(crate) fn fetch(&mut self, observation: &Observation<'_>) -> Result<EntityKeys> {
+        let subject = observation
+            .user
+            .as_ref()
+            .and_then(|user| user.subject())
+            .map(|subject| self.key(Wanted::Subject(subject)))
+            .transpose()?;
+        let installation = observation
+            .installation
+            .as_ref()
+            .and_then(|installation| installation.id.as_deref())
+            .map(|id| self.key(Wanted::Installation(id)))
+            .transpose()?;
+        let observed_at = observation.observed_at_us;
+        let device = self.device(&observation.charger.serial, observed_at)?;
+        let components = observation
+            .charger
+            .components
+            .iter()
+            .map(|component| self.device(&component.serial, observed_at))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(EntityKeys {
+            subject,
+            installation,
+            device,
+            components,
+        })
+    }
+
+    /// Counts the batch's store lookups (`key_for`, failed ones included), once per batch.
+    pub(crate) fn finish(self) {
+        if self.misses > 0 {
+            self.metrics
+                .count_keystore_operations(KeystoreOperation::KeyFor, self.misses);
         }
-        let key = store.key_for(&Entity::device(serial, epoch))?;
-        devices.insert(serial.into(), key.clone());
-        Ok(key)
     }
 }
 
@@ -135,40 +276,6 @@ pub(crate) struct EntityKeys {
 }
 
 impl EntityKeys {
-    /// Fetches (or creates) every key the observation needs.
-    pub(crate) fn fetch(
-        store: &dyn KeyStore,
-        cache: &mut KeyCache,
-        observation: &Observation<'_>,
-    ) -> Result<Self> {
-        let subject = observation
-            .user
-            .as_ref()
-            .and_then(|user| user.subject())
-            .map(|subject| cache.subject(store, subject))
-            .transpose()?;
-        let installation = observation
-            .installation
-            .as_ref()
-            .and_then(|installation| installation.id.as_deref())
-            .map(|id| cache.installation(store, id))
-            .transpose()?;
-        let observed_at = observation.observed_at_us;
-        let device = cache.device(store, &observation.charger.serial, observed_at)?;
-        let components = observation
-            .charger
-            .components
-            .iter()
-            .map(|component| cache.device(store, &component.serial, observed_at))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(EntityKeys {
-            subject,
-            installation,
-            device,
-            components,
-        })
-    }
-
     /// Tells whether the observation has a subject (and so belongs in `history/`).
     pub(crate) fn has_subject(&self) -> bool {
         self.subject.is_some()
@@ -194,3 +301,6 @@ impl EntityKeys {
         self.components.iter().map(EntityKey::expose).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,6 +15,8 @@
 //! the same input positions, same keys from the store — replaces them with
 //! identical rows. Any key-store or sink failure stops the run (fail closed).
 
+#[doc(hidden)]
+pub mod bench_support;
 mod dispatch;
 mod in_flight;
 mod keys;

@@ -22,7 +22,7 @@ use delink_transform::{arrow_schema, distinct_valued_columns};
 use crate::Progress;
 use crate::dispatch::{Dispatch, Work};
 use crate::in_flight::InFlight;
-use crate::keys::KeyCache;
+use crate::keys::{KeyCache, MAX_CACHED_KEYS};
 use crate::lanes::{OrderedStage, Outputs};
 use crate::publisher::publish_segments;
 use crate::summary::RunSummary;
@@ -292,8 +292,11 @@ impl Pipeline {
             devices_key: store.key_for(&Entity::new(Scope::Dataset, Dataset::Devices.as_str()))?,
             quarantine: QuarantineKeys::default(),
             replay_key: EntityKey::random()?,
-            device_epoch_days: self.config.keystore.device_epoch_days,
-            refresh_interval: Duration::from_millis(self.config.keystore.refresh_interval_ms),
+            keys: KeyCache::new(
+                MAX_CACHED_KEYS,
+                self.config.keystore.device_epoch_days,
+                Duration::from_millis(self.config.keystore.refresh_interval_ms),
+            ),
         })
     }
 
@@ -338,7 +341,6 @@ fn work(
     recycle_tx: &SyncSender<Vec<u8>>,
     context: &WorkerContext,
 ) {
-    let mut cache = KeyCache::new(context.device_epoch_days, context.refresh_interval);
     loop {
         let next = work_rx
             .lock()
@@ -347,7 +349,7 @@ fn work(
         let Ok(work) = next else {
             return;
         };
-        let (processed, buffer) = process(context, &mut cache, work);
+        let (processed, buffer) = process(context, work);
         // A full recycling channel just means the buffer is freed instead.
         let _ = recycle_tx.try_send(buffer);
         if done_tx.send(processed).is_err() {

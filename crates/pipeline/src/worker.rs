@@ -13,7 +13,7 @@ use delink_policy::Plan;
 use delink_transform::DatasetBatchBuilder;
 
 use crate::dispatch::Work;
-use crate::keys::{EntityKeys, KeyCache};
+use crate::keys::{KeyCache, KeyLookups};
 
 /// Everything a worker needs, shared by all workers of a run.
 pub(crate) struct WorkerContext {
@@ -28,10 +28,8 @@ pub(crate) struct WorkerContext {
     pub(crate) quarantine: QuarantineKeys,
     /// Keys the in-memory replay digests; random per run, never stored.
     pub(crate) replay_key: EntityKey,
-    /// Device-key epoch length in days; 0 = no epochs.
-    pub(crate) device_epoch_days: u32,
-    /// How often each worker asks the store for erasures.
-    pub(crate) refresh_interval: std::time::Duration,
+    /// The entity keys the workers fetched, shared by all of them.
+    pub(crate) keys: KeyCache,
 }
 
 /// Rows of one dataset and UTC day from one batch.
@@ -101,18 +99,24 @@ struct DayRows<'p> {
 /// Fails only when the key store does.
 pub(crate) fn process(
     context: &WorkerContext,
-    cache: &mut KeyCache,
     mut work: Work,
 ) -> (Result<ProcessedBatch>, Vec<u8>) {
-    let processed = cache
-        .revalidate(context.store.as_ref(), &context.metrics)
-        .and_then(|()| transform_batch(context, cache, &work));
+    let store = context.store.as_ref();
+    let processed = context
+        .keys
+        .revalidate(store, &context.metrics)
+        .and_then(|()| {
+            let mut lookups = context.keys.lookups(store, &context.metrics);
+            let processed = transform_batch(context, &mut lookups, &work);
+            lookups.finish();
+            processed
+        });
     (processed, std::mem::take(&mut work.batch.data))
 }
 
 fn transform_batch(
     context: &WorkerContext,
-    cache: &mut KeyCache,
+    lookups: &mut KeyLookups<'_>,
     work: &Work,
 ) -> Result<ProcessedBatch> {
     let batch = &work.batch;
@@ -159,7 +163,7 @@ fn transform_batch(
             *unknown_fields.entry(name).or_insert(0) += 1;
         }
         let observation = &decoded.observation;
-        let keys = EntityKeys::fetch(context.store.as_ref(), cache, observation)?;
+        let keys = lookups.fetch(observation)?;
         let component_keys = keys.component_keys();
         let index = digests.len() as u32;
         digests.push(replay_digest(

@@ -130,3 +130,56 @@ fn a_new_store_journals_its_first_kek_version() {
         }]
     ));
 }
+
+#[test]
+fn the_index_keeps_keys_wrapped_and_every_lookup_unwraps_them() {
+    let backend = Embedded::new();
+    let store = open(&backend);
+    let entity = Entity::new(Scope::Subject, "account:wrapped");
+    let key = store.key_for(&entity).expect("key");
+    store.sync().expect("sync");
+    let tag = lookup_tag(&store.index_key, &entity);
+    let slot = *store.read_keys().get(&tag).expect("indexed");
+    assert!(
+        log_bytes(&backend)
+            .windows(WRAPPED_LEN)
+            .any(|window| window == slot.wrapped),
+        "the index holds the key as the log stores it"
+    );
+    assert!(
+        !slot
+            .wrapped
+            .windows(32)
+            .any(|window| window == key.expose()),
+        "not the key itself"
+    );
+
+    // Without the KEK that wrapped it, the store has no key to hand out.
+    *store.write_keyring() = Keyring::from_text(testkit::OTHER_KEK).expect("keyring");
+    assert!(matches!(
+        store.key_for(&entity),
+        Err(KeyStoreError::Unwrap { .. })
+    ));
+    assert!(matches!(
+        store.existing_key(&entity),
+        Err(KeyStoreError::Unwrap { .. })
+    ));
+}
+
+#[test]
+fn the_rotating_handle_keeps_its_keys_once_the_old_kek_is_gone() {
+    let backend = Embedded::new();
+    let source = testkit::keyring_file(&backend);
+    let store = open(&backend);
+    let entity = Entity::device("ZAP-ROT", 3);
+    let key = store.key_for(&entity).expect("key");
+    store.sync().expect("sync");
+    let mut keyring = Keyring::load(&source, false).expect("load").expect("ring");
+    keyring.add_version().expect("add");
+    assert_eq!(store.rewrap().expect("rewrap"), 1);
+    keyring.destroy(&[1]).expect("destroy v1");
+    store.write_keyring().reload().expect("reload");
+    let again = store.existing_key(&entity).expect("lookup").expect("kept");
+    assert_eq!(again.expose(), key.expose());
+    assert_eq!(store.key_for(&entity).expect("key").expose(), key.expose());
+}
