@@ -8,6 +8,7 @@ mod util;
 mod cli;
 mod crash;
 mod erasure;
+mod kafka;
 mod kafka_load;
 mod leak;
 mod pipeline_e2e;
