@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod erasure;
 mod identity;
+mod kafka;
 mod kafka_load;
 mod leak;
 mod pipeline_e2e;

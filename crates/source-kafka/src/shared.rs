@@ -242,6 +242,8 @@ impl Shared {
             tracing::info!(
                 topic = %topic,
                 partition,
+                committed = committed_offset,
+                published_end = checkpoint.published_end,
                 resume = resume.resume,
                 fetch_from = resume.fetch_from,
                 rebuild_end = resume.rebuild_end,
