@@ -4,8 +4,8 @@
 //! The key stores keep no unwrapped key (each lookup unwraps, or queries), so
 //! this cache is the only place a process holds entity keys in the clear: at
 //! most [`MAX_CACHED_KEYS`] of them, and none from before an erasure the
-//! store has announced. A hit is a read lock and one hash lookup; a miss asks
-//! the store outside any lock of the cache, so two workers missing the same
+//! store has announced. A hit is one hash lookup under a read lock (taken
+//! once per observation); a miss asks the store outside any lock of the cache, so two workers missing the same
 //! key both get the store's (race-free) answer.
 
 use std::collections::HashMap;
@@ -208,13 +208,32 @@ pub(crate) struct KeyLookups<'c> {
     misses: u64,
 }
 
-impl KeyLookups<'_> {
+/// The cache's read lock, held across the lookups of one observation until one misses.
+type HeldKeys<'c> = Option<RwLockReadGuard<'c, CachedKeys>>;
+
+impl<'c> KeyLookups<'c> {
+    #[cfg(test)]
     fn key(&mut self, wanted: Wanted<'_>) -> Result<EntityKey> {
+        self.key_holding(&mut None, wanted)
+    }
+
+    /// Looks `wanted` up under `held` (or a read lock of its own), and on a
+    /// miss releases the lock and asks the store.
+    fn key_holding(&mut self, held: &mut HeldKeys<'c>, wanted: Wanted<'_>) -> Result<EntityKey> {
         wanted.write_cache_key(&mut self.cache_key);
-        let generation = match self.cache.cached(&self.cache_key) {
+        let looked_up = match held {
+            Some(cached) => match cached.keys.get(self.cache_key.as_slice()) {
+                Some(key) => Ok(key.clone()),
+                None => Err(cached.generation),
+            },
+            None => self.cache.cached(&self.cache_key),
+        };
+        let generation = match looked_up {
             Ok(key) => return Ok(key),
             Err(generation) => generation,
         };
+        // Never ask the store, or take the write lock, holding the read lock.
+        *held = None;
         self.misses += 1;
         let key = wanted
             .fetch(self.store)
@@ -223,33 +242,37 @@ impl KeyLookups<'_> {
         Ok(key)
     }
 
-    fn device(&mut self, serial: &str, observed_at_us: i64) -> Result<EntityKey> {
-        let epoch = delink_config::device_epoch(self.cache.epoch_days, observed_at_us);
-        self.key(Wanted::Device { serial, epoch })
-    }
-
     /// Fetches (or creates) every key the observation needs.
+    ///
+    /// Takes the cache's read lock once for the whole observation, and lets it
+    /// go at the first miss.
     pub(crate) fn fetch(&mut self, observation: &Observation<'_>) -> Result<EntityKeys> {
+        let epoch = delink_config::device_epoch(self.cache.epoch_days, observation.observed_at_us);
+        let mut held = Some(self.cache.read());
         let subject = observation
             .user
             .as_ref()
             .and_then(|user| user.subject())
-            .map(|subject| self.key(Wanted::Subject(subject)))
+            .map(|subject| self.key_holding(&mut held, Wanted::Subject(subject)))
             .transpose()?;
         let installation = observation
             .installation
             .as_ref()
             .and_then(|installation| installation.id.as_deref())
-            .map(|id| self.key(Wanted::Installation(id)))
+            .map(|id| self.key_holding(&mut held, Wanted::Installation(id)))
             .transpose()?;
-        let observed_at = observation.observed_at_us;
-        let device = self.device(&observation.charger.serial, observed_at)?;
+        let serial = observation.charger.serial.as_ref();
+        let device = self.key_holding(&mut held, Wanted::Device { serial, epoch })?;
         let components = observation
             .charger
             .components
             .iter()
-            .map(|component| self.device(&component.serial, observed_at))
+            .map(|component| {
+                let serial = component.serial.as_ref();
+                self.key_holding(&mut held, Wanted::Device { serial, epoch })
+            })
             .collect::<Result<Vec<_>>>()?;
+        drop(held);
         Ok(EntityKeys {
             subject,
             installation,
