@@ -116,10 +116,18 @@ mod kafka {
                 return Err("tests/support/python-env.sh failed".into());
             }
         }
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -158,7 +166,14 @@ mod kafka {
         }
         let summary_path = root.join(format!("summary-kafka-{count}.json"));
         let mut worker = Command::new(delink)
-            .args(["run", "--kafka", "--kafka-brokers", &bootstrap, "--topic", TOPIC])
+            .args([
+                "run",
+                "--kafka",
+                "--kafka-brokers",
+                &bootstrap,
+                "--topic",
+                TOPIC,
+            ])
             .args(["--group", "delink-bench", "--progress", "always"])
             .arg("--data-dir")
             .arg(&data)
@@ -201,7 +216,9 @@ mod kafka {
         }
         let status = worker.wait()?;
         if !status.success() {
-            return Err(format!("delink run --kafka failed: {status} (at {previous} records)").into());
+            return Err(
+                format!("delink run --kafka failed: {status} (at {previous} records)").into(),
+            );
         }
         drop(broker);
         let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
@@ -211,13 +228,17 @@ mod kafka {
         };
         let bytes = summary["input_bytes"].as_f64().unwrap_or(0.0);
         let window_rate = count as f64 / window;
-        let file_rate = file_summary["observations_per_second"].as_f64().unwrap_or(0.0);
+        let file_rate = file_summary["observations_per_second"]
+            .as_f64()
+            .unwrap_or(0.0);
         let peak = summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
         println!(
             "e2e/{count}/kafka: {:.0} obs/s, {:.1} MB/s input over the whole run ({:.2} s, group join and stop included); \
              {:.0} obs/s, {:.1} MB/s while consuming ({:.1} s); peak RSS {:.0} MiB; history {} rows, devices {} rows, quarantined {}",
             summary["observations_per_second"].as_f64().unwrap_or(0.0),
-            summary["input_megabytes_per_second"].as_f64().unwrap_or(0.0),
+            summary["input_megabytes_per_second"]
+                .as_f64()
+                .unwrap_or(0.0),
             summary["elapsed_seconds"].as_f64().unwrap_or(0.0),
             window_rate,
             bytes / 1e6 / window,
