@@ -35,7 +35,7 @@ const KEK: &str = "1:07070707070707070707070707070707070707070707070707070707070
 const DEVICES_OBSERVATION: &str = "delink pseudonym v1 devices/observation_id";
 const HISTORY_OBSERVATION: &str = "delink pseudonym v1 history/observation_id";
 /// A safety net for waits that should end in seconds; never what a test asserts.
-const PATIENCE: Duration = Duration::from_secs(600);
+const PATIENCE: Duration = Duration::from_secs(240);
 
 /// A topic loaded with generated observations, and what each line was meant to be.
 struct Loaded {
@@ -116,6 +116,16 @@ impl Worker {
             .env("DELINK__KAFKA__LINGER_MS", "50")
             .env("DELINK__KAFKA__COMMIT_INTERVAL_MS", "300")
             .env("DELINK__PIPELINE__WORKERS", "2")
+            // Small batches keep the pipeline's backlog, and so a drain, short.
+            .env("DELINK__INPUT__BATCH_RECORDS", "2000")
+            // Eager by default: once, a cooperative rebalance of three members left
+            // tansu 0.6.0's group in SyncGroup for good (the unit tests cover the
+            // cooperative protocol against librdkafka's mock cluster).
+            .env(
+                "DELINK__KAFKA__ASSIGNMENT_STRATEGY",
+                std::env::var("DELINK_TEST_ASSIGNMENT_STRATEGY")
+                    .unwrap_or_else(|_| "range".to_owned()),
+            )
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(File::create(&log).expect("log file"))

@@ -216,3 +216,60 @@ fn huge_records_are_quarantined_in_bounded_memory() {
         .expect("peak RSS is known on Linux");
     assert!(peak < 512 * 1024 * 1024, "peak RSS {} MiB", peak >> 20);
 }
+
+#[test]
+fn a_running_worker_purges_quarantine_days_past_retention_without_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut child = delink()
+        .args([
+            "run",
+            "-",
+            "--progress",
+            "never",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("DELINK__PIPELINE__HOUSEKEEPING_INTERVAL_SECS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (admin, stderr) = admin_address(&mut child);
+    // A day long past retention appears after the start-of-run purge (the run is ready after it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(admin, "/readyz").map(|(status, _)| status) != Some(200) {
+        assert!(Instant::now() < deadline, "the run never turned ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let expired = data.join("quarantine").join("date=2001-01-01");
+    std::fs::create_dir_all(&expired).expect("expired partition");
+    std::fs::write(expired.join("part-old-000000000001.parquet"), b"old").expect("old file");
+    let recent = data
+        .join("quarantine")
+        .join(format!("date={}", chrono::Utc::now().format("%Y-%m-%d")));
+    std::fs::create_dir_all(&recent).expect("recent partition");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while expired.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the expired quarantine day was never purged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(recent.exists(), "a day within retention was purged");
+    assert_eq!(
+        get(admin, "/readyz").expect("readyz").0,
+        200,
+        "the worker stopped"
+    );
+
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("wait");
+    drop(stderr);
+    assert!(output.status.success(), "exit {:?}", output.status);
+}

@@ -157,6 +157,9 @@ pub struct PipelineConfig {
     /// past it the process exits with code 4. Keep it below Kubernetes'
     /// `terminationGracePeriodSeconds`.
     pub shutdown_timeout_secs: u64,
+    /// How often a running worker purges the quarantine days and device-key
+    /// epochs past their retention (also done at the start and end of a run).
+    pub housekeeping_interval_secs: u64,
 }
 
 impl Default for PipelineConfig {
@@ -164,6 +167,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             workers: 0,
             shutdown_timeout_secs: 25,
+            housekeeping_interval_secs: 600,
         }
     }
 }
@@ -329,6 +333,10 @@ impl Config {
         check(
             (1..=3600).contains(&self.pipeline.shutdown_timeout_secs),
             "pipeline.shutdown_timeout_secs must be 1..=3600",
+        );
+        check(
+            (1..=86_400).contains(&self.pipeline.housekeeping_interval_secs),
+            "pipeline.housekeeping_interval_secs must be 1..=86400",
         );
         self.kafka.check(
             self.pipeline.shutdown_timeout_secs,

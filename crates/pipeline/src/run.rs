@@ -191,7 +191,8 @@ impl Pipeline {
             drop(work_rx);
             drop(done_tx);
             drop(recycle_tx);
-            let ordered_result = self.consume(ordered, done_rx, in_flight, on_progress);
+            let ordered_result =
+                self.consume(ordered, done_rx, in_flight, on_progress, &mut purged);
             let read = reader
                 .join()
                 .unwrap_or_else(|_| Err("the input reader panicked".into()));
@@ -222,15 +223,20 @@ impl Pipeline {
         ))
     }
 
-    /// Takes processed batches until every worker is done, ticking once a second.
+    /// Takes processed batches until every worker is done, ticking once a second
+    /// and keeping house every `pipeline.housekeeping_interval_secs`.
     fn consume(
         &self,
         mut ordered: OrderedStage<'_>,
         done: Receiver<delink_keystore::Result<ProcessedBatch>>,
         in_flight: &InFlight,
         on_progress: &mut dyn FnMut(&Progress),
+        purged: &mut u64,
     ) -> Result<()> {
+        let housekeeping_interval =
+            Duration::from_secs(self.config.pipeline.housekeeping_interval_secs);
         let mut last_tick = Instant::now();
+        let mut last_housekeeping = Instant::now();
         loop {
             match done.recv_timeout(TICK) {
                 Ok(processed) => ordered.accept(processed.context(
@@ -248,6 +254,10 @@ impl Pipeline {
                 self.space.publish_watermark(
                     in_flight.watermark(chrono::Utc::now().timestamp_micros()),
                 )?;
+            }
+            if last_housekeeping.elapsed() >= housekeeping_interval {
+                last_housekeeping = Instant::now();
+                *purged += self.housekeeping()?;
             }
         }
         if ordered.has_stragglers() {
