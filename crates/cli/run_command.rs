@@ -99,7 +99,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         _ if std::io::stderr().is_terminal() => Some(1),
         _ => Some(10),
     };
-    let started = std::time::Instant::now();
+    // Rates are over the interval since the previous line: a stream worker's live throughput.
+    let mut last = (std::time::Instant::now(), 0u64, 0u64);
     let mut calls = 0u64;
     let mut on_progress = |progress: &Progress| {
         calls += 1;
@@ -109,13 +110,18 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         if !calls.is_multiple_of(every) {
             return;
         }
-        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        let seconds = last.0.elapsed().as_secs_f64().max(1e-9);
+        let rate = progress.records.saturating_sub(last.1) as f64 / seconds;
+        let megabytes_rate = progress.input_bytes.saturating_sub(last.2) as f64 / 1e6 / seconds;
+        last = (
+            std::time::Instant::now(),
+            progress.records,
+            progress.input_bytes,
+        );
         if let Some(status) = &kafka_status {
             eprintln!(
-                "progress: {} observations ({:.0}/s, {:.1} MB/s), lag {} in {} partitions, published: history {}, devices {}; quarantined {}",
+                "progress: {} observations ({rate:.0}/s, {megabytes_rate:.1} MB/s), lag {} in {} partitions, published: history {}, devices {}; quarantined {}",
                 progress.records,
-                progress.records as f64 / seconds,
-                progress.input_bytes as f64 / 1e6 / seconds,
                 status.total_lag(),
                 status.assigned_partitions(),
                 progress.history_rows,
@@ -125,9 +131,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             return;
         }
         eprintln!(
-            "progress: {} observations ({:.0}/s), {:.1} MB read, published: history {}, devices {}; quarantined {}",
+            "progress: {} observations ({rate:.0}/s), {:.1} MB read, published: history {}, devices {}; quarantined {}",
             progress.records,
-            progress.records as f64 / seconds,
             progress.input_bytes as f64 / 1e6,
             progress.history_rows,
             progress.devices_rows,

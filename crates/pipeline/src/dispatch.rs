@@ -112,7 +112,9 @@ impl SourceContext for Dispatch {
     }
 
     fn buffer(&mut self) -> Vec<u8> {
-        self.recycled.try_recv().unwrap_or_default()
+        let mut buffer = self.recycled.try_recv().unwrap_or_default();
+        buffer.clear();
+        buffer
     }
 
     fn next_published(&mut self, timeout: Duration) -> Option<Published> {

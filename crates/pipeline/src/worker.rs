@@ -102,6 +102,10 @@ pub(crate) fn process(
     mut work: Work,
 ) -> (Result<ProcessedBatch>, Vec<u8>) {
     let store = context.store.as_ref();
+    if !work.batch.records.is_empty() {
+        let records = work.batch.records.len() as f64;
+        context.metrics.batch_records.observe(records);
+    }
     let processed = context
         .keys
         .revalidate(store, &context.metrics)
@@ -111,7 +115,9 @@ pub(crate) fn process(
             lookups.finish();
             processed
         });
-    (processed, std::mem::take(&mut work.batch.data))
+    let mut buffer = std::mem::take(&mut work.batch.data);
+    buffer.clear();
+    (processed, buffer)
 }
 
 fn transform_batch(

@@ -28,6 +28,9 @@ pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Bucket bounds, in seconds, of `delink_segment_publish_duration_seconds`.
 const PUBLISH_DURATION_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Bucket bounds, in records, of `delink_input_batch_records`.
+const BATCH_RECORDS_BUCKETS: [f64; 8] =
+    [1.0, 16.0, 128.0, 1024.0, 4096.0, 8192.0, 16384.0, 65536.0];
 
 const LABEL_OUTPUT: &str = "output";
 const LABEL_REASON: &str = "reason";
@@ -47,6 +50,8 @@ pub enum MetricName {
     InputBytes,
     /// `delink_input_blank_lines_total`
     InputBlankLines,
+    /// `delink_input_batch_records`
+    InputBatchRecords,
     /// `delink_records_rejected_total{reason}`
     RecordsRejected,
     /// `delink_records_duplicate_total`
@@ -118,10 +123,11 @@ pub(crate) struct MetricSpec {
 
 impl MetricName {
     /// Every metric, in the order of `docs/metrics.md`.
-    pub const ALL: [MetricName; 22] = [
+    pub const ALL: [MetricName; 23] = [
         MetricName::InputRecords,
         MetricName::InputBytes,
         MetricName::InputBlankLines,
+        MetricName::InputBatchRecords,
         MetricName::RecordsRejected,
         MetricName::RecordsDuplicate,
         MetricName::UnknownFields,
@@ -168,6 +174,12 @@ impl MetricName {
                 Counter,
                 &[],
                 "Blank input lines skipped",
+            ),
+            MetricName::InputBatchRecords => (
+                "delink_input_batch_records",
+                Histogram,
+                &[],
+                "Records per batch handed from the source to the workers",
             ),
             MetricName::RecordsRejected => (
                 "delink_records_rejected_total",
@@ -481,6 +493,8 @@ pub struct Metrics {
     pub segments_published: IntCounter,
     /// Time to seal, sync keys and publish one segment.
     pub publish_duration: Histogram,
+    /// Records per batch read from the source.
+    pub batch_records: Histogram,
     output_bytes: IntCounterVec,
     kafka_consumer_lag: IntGaugeVec,
     kafka_committed_offset: IntGaugeVec,
@@ -522,6 +536,8 @@ impl Metrics {
                 MetricName::SegmentPublishDuration,
                 &PUBLISH_DURATION_BUCKETS,
             )?,
+            batch_records: registrar
+                .histogram(MetricName::InputBatchRecords, &BATCH_RECORDS_BUCKETS)?,
             kafka_consumer_lag: registrar.gauge_vec(MetricName::KafkaConsumerLag)?,
             kafka_committed_offset: registrar.gauge_vec(MetricName::KafkaCommittedOffset)?,
             kafka_assigned_partitions: registrar.gauge(MetricName::KafkaAssignedPartitions)?,
