@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -21,8 +22,10 @@ use std::time::{Duration, Instant};
 use delink_datadir::open_quarantined;
 use delink_keystore::{EmbeddedKeyStore, Entity, KekSource, KeyStore, subject_entity};
 use delink_model::{Checkpoint, Scope, SubjectId};
+use delink_telemetry::MetricName;
 use delink_transform::pseudonym_hex;
 
+use crate::admin_http::{admin_address_in, get, labelled_value, summed_value, value};
 use crate::broker::{Moto, Tansu, committed_offsets, read_topic};
 use crate::util::{Input, column_text, delink, read_parquet, run_ok, visible_files};
 
@@ -98,6 +101,17 @@ struct Worker {
 
 impl Worker {
     fn start(bootstrap: &str, data: &Path, scratch: &Path, name: &str) -> Worker {
+        Worker::start_with(bootstrap, data, scratch, name, &[])
+    }
+
+    /// Starts a worker with extra `DELINK__*` settings.
+    fn start_with(
+        bootstrap: &str,
+        data: &Path,
+        scratch: &Path,
+        name: &str,
+        settings: &[(&str, &str)],
+    ) -> Worker {
         let log = scratch.join(format!("{name}.log"));
         let metrics = scratch.join(format!("{name}.prom"));
         let child = delink()
@@ -107,6 +121,9 @@ impl Worker {
             .arg(data)
             .arg("--metrics-file")
             .arg(&metrics)
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .arg("--summary-json")
+            .arg(scratch.join(format!("{name}.json")))
             .env("DELINK_KEK", KEK)
             .env("DELINK__KAFKA__SESSION_TIMEOUT_MS", "2000")
             .env("DELINK__KAFKA__HEARTBEAT_INTERVAL_MS", "400")
@@ -127,6 +144,7 @@ impl Worker {
                     .unwrap_or_else(|_| "range".to_owned()),
             )
             .env("RUST_LOG", "info")
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(&log).expect("log file"))
             .stderr(File::create(log.with_extension("err")).expect("log file"))
@@ -147,12 +165,21 @@ impl Worker {
 
     /// Sends SIGTERM and waits for the exit (the shutdown timeout bounds it by itself).
     fn terminate(&mut self) -> ExitStatus {
+        self.signal_stop();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM, once: a second one would make the worker exit at once.
+    fn signal_stop(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
         assert!(sent.success(), "SIGTERM could not be sent");
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -177,6 +204,19 @@ impl Worker {
     fn stop(&mut self) {
         let status = self.terminate();
         assert!(status.success(), "{status}:\n{}", self.output());
+    }
+
+    /// The address of the worker's admin server, once it listens.
+    fn admin(&self) -> SocketAddr {
+        admin_address_in(&self.log.with_extension("err"), PATIENCE)
+    }
+
+    /// The run summary the worker wrote at exit.
+    fn summary(&self) -> serde_json::Value {
+        let path = self.metrics.with_extension("json");
+        let text =
+            std::fs::read(&path).unwrap_or_else(|_| panic!("no summary:\n{}", self.output()));
+        serde_json::from_slice(&text).expect("summary JSON")
     }
 
     /// A counter of the final metrics the worker wrote.
@@ -559,4 +599,106 @@ fn sigterm_publishes_and_commits_everything_read_and_a_restart_reads_nothing_aga
         "the restarted worker counts only records it had not published"
     );
     assert_exactly_once(&data, &loaded);
+}
+
+#[test]
+fn a_kafka_worker_serves_every_metric_matching_its_summary_and_turns_not_ready_on_stop() {
+    let tansu = Tansu::start_memory();
+    let loaded = load(&tansu, 30_000);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let data = scratch.path().join("data");
+    // Batches bounded by bytes long before records: every handed-out buffer must start empty.
+    let mut worker = Worker::start_with(
+        &tansu.bootstrap(),
+        &data,
+        scratch.path(),
+        "scraped",
+        &[("DELINK__INPUT__BATCH_BYTES", "262144")],
+    );
+    let admin = worker.admin();
+
+    // The scrape itself says when every partition is published and committed.
+    let deadline = Instant::now() + PATIENCE;
+    let committed_offset = |scrape: &str, partition: &i32| {
+        let partition = partition.to_string();
+        labelled_value(
+            scrape,
+            "delink_kafka_committed_offset",
+            &[("topic", TOPIC), ("partition", &partition)],
+        )
+    };
+    let scrape = loop {
+        let (status, scrape) = get(admin, "/metrics").expect("/metrics answers");
+        assert_eq!(status, 200);
+        let at_end = loaded
+            .ends
+            .iter()
+            .all(|(partition, end)| committed_offset(&scrape, partition) == Some(*end as f64));
+        if at_end {
+            break scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never committed:\n{}",
+            worker.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for name in MetricName::ALL {
+        assert!(scrape.contains(name.as_str()), "{} missing", name.as_str());
+    }
+    for partition in loaded.ends.keys() {
+        let partition = partition.to_string();
+        let lag = labelled_value(
+            &scrape,
+            "delink_kafka_consumer_lag_records",
+            &[("topic", TOPIC), ("partition", &partition)],
+        );
+        assert_eq!(lag, Some(0.0), "partition {partition} caught up");
+    }
+    assert_eq!(value(&scrape, "delink_kafka_assigned_partitions"), Some(4));
+    assert_eq!(
+        get(admin, "/readyz").expect("readyz"),
+        (200, "ready".to_owned())
+    );
+    // Batches fill up on a loaded topic rather than leaving a record at a time.
+    let batches = value(&scrape, "delink_input_batch_records_count").expect("batch count");
+    let batched = value(&scrape, "delink_input_batch_records_sum").expect("batch sum");
+    assert!(
+        batches > 0 && batched / batches >= 50,
+        "{batched} records in {batches} batches"
+    );
+
+    worker.signal_stop();
+    let mut saw_not_ready = false;
+    while let Some((status, body)) = get(admin, "/readyz") {
+        if status == 503 {
+            assert!(body.contains("shutting down"), "{body}");
+            saw_not_ready = true;
+            break;
+        }
+    }
+    let status = worker.wait_exit();
+    assert!(status.success(), "{status}:\n{}", worker.output());
+    assert!(
+        saw_not_ready,
+        "/readyz never turned not ready after SIGTERM"
+    );
+
+    let summary = worker.summary();
+    let records = value(&scrape, "delink_input_records_total").expect("records");
+    assert_eq!(summary["observations_in"], records);
+    assert_eq!(records, 30_000);
+    for (output, field) in [("devices", "devices_rows"), ("history", "history_rows")] {
+        let rows = labelled_value(&scrape, "delink_output_rows_total", &[("output", output)]);
+        assert_eq!(rows, summary[field].as_f64(), "{output} rows");
+    }
+    assert_eq!(
+        Some(summed_value(&scrape, "delink_records_rejected_total")),
+        summary["quarantined"].as_f64()
+    );
+    assert_eq!(
+        value(&scrape, "delink_records_duplicate_total"),
+        summary["duplicates"].as_u64()
+    );
 }

@@ -1,63 +1,14 @@
 //! SIGTERM: a run stops reading, publishes everything it read, prints its
 //! summary and exits 0; while it runs, /metrics, /healthz and /readyz answer.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use delink_telemetry::MetricName;
 
+use crate::admin_http::{admin_address, get, value};
 use crate::util::{Input, Snapshot, delink};
-
-/// Sends a GET and returns (status, body).
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())?;
-    Some((status, body))
-}
-
-/// Reads the admin address the run announces on stderr.
-fn admin_address(child: &mut Child) -> (SocketAddr, std::io::BufReader<std::process::ChildStderr>) {
-    use std::io::BufRead;
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).expect("stderr") > 0,
-            "no admin line"
-        );
-        if let Some(rest) = line
-            .trim()
-            .strip_prefix("admin: serving /metrics, /healthz and /readyz on http://")
-        {
-            return (rest.parse().expect("address"), stderr);
-        }
-    }
-}
-
-/// Returns the value of an unlabelled series in a scrape.
-fn value(scrape: &str, name: &str) -> Option<u64> {
-    scrape.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
 
 #[test]
 fn sigterm_publishes_what_was_read_and_exits_zero_while_the_admin_server_answers() {

@@ -547,13 +547,12 @@ fn commit_lanes(
             for (index, end) in committing {
                 let lane = &mut lanes[index];
                 lane.committed(end);
-                if matches!(mode, CommitMode::Sync) {
-                    metrics.set_committed_offset(
-                        &lane.topic,
-                        lane.partition,
-                        i64::try_from(end).unwrap_or(i64::MAX),
-                    );
-                }
+                // An asynchronous commit that fails later is counted and sent again.
+                metrics.set_committed_offset(
+                    &lane.topic,
+                    lane.partition,
+                    i64::try_from(end).unwrap_or(i64::MAX),
+                );
             }
             true
         }
