@@ -54,7 +54,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::util::{install_test_venv, test_venv};
@@ -362,6 +362,19 @@ pub(crate) struct Record {
     pub(crate) offset: i64,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Vec<u8>,
+    /// Header names and values, in order.
+    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// The value of header `name` as text, if present.
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.as_deref())
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    }
 }
 
 /// Every record of `topic`, in partition and offset order: reads each partition from
@@ -396,11 +409,12 @@ pub(crate) fn read_topic_with(
 
     let mut records = Vec::new();
     let mut at_eof = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // A safety net only: a loaded machine and a restarted S3-backed broker are slow.
+    let deadline = Instant::now() + Duration::from_secs(180);
     while at_eof.len() < partitions {
         assert!(
             Instant::now() < deadline,
-            "reading {topic} took over a minute: {} records, partitions at EOF: {at_eof:?}",
+            "reading {topic} took over 3 minutes: {} records, partitions at EOF: {at_eof:?}",
             records.len()
         );
         match consumer.poll(Duration::from_millis(500)) {
@@ -412,6 +426,17 @@ pub(crate) fn read_topic_with(
                     offset: message.offset(),
                     key: message.key().map(<[u8]>::to_vec),
                     value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: message
+                        .headers()
+                        .map(|headers| {
+                            headers
+                                .iter()
+                                .map(|header| {
+                                    (header.key.to_owned(), header.value.map(<[u8]>::to_vec))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 });
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {

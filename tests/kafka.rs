@@ -525,7 +525,6 @@ fn a_third_worker_joining_mid_run_takes_partitions_without_loss_or_duplicates() 
 }
 
 #[test]
-#[ignore = "reading the topic back from the restarted S3-backed broker timed out on a loaded machine; run with --ignored"]
 fn a_broker_restart_mid_run_loses_and_duplicates_nothing() {
     run_group(200_000, true, |tansu, _, _| {
         tansu.restart();
@@ -701,4 +700,71 @@ fn a_kafka_worker_serves_every_metric_matching_its_summary_and_turns_not_ready_o
         value(&scrape, "delink_records_duplicate_total"),
         summary["duplicates"].as_u64()
     );
+}
+
+#[test]
+fn quarantined_records_also_reach_the_dead_letter_topic_sealed_with_their_reason_in_headers() {
+    const DEAD_LETTERS: &str = "observations.dead";
+    let tansu = Tansu::start_memory();
+    let loaded = load(&tansu, 20_000);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let data = scratch.path().join("data");
+    let mut worker = Worker::start_with(
+        &tansu.bootstrap(),
+        &data,
+        scratch.path(),
+        "with-dead-letters",
+        &[("DELINK__KAFKA__DEAD_LETTER_TOPIC", DEAD_LETTERS)],
+    );
+    wait_for_everything_committed(&tansu, &loaded, std::slice::from_ref(&worker));
+    worker.stop();
+
+    let input = &loaded.inputs[0];
+    // Each broken record and its reason; an oversized one is kept (and sealed) up to a cap.
+    let broken: Vec<(&[u8], &str)> = input
+        .broken()
+        .into_iter()
+        .map(|(line, reason)| (input.lines[line as usize - 1].line.as_slice(), reason))
+        .collect();
+    let store = open_store(&data);
+    let letters = read_topic(&tansu.bootstrap(), DEAD_LETTERS);
+    assert_eq!(letters.len(), broken.len(), "one letter per broken record");
+    assert_eq!(
+        worker.counter("delink_dead_letter_records_total"),
+        letters.len() as u64
+    );
+    let mut places = HashSet::new();
+    for letter in &letters {
+        let header = |name: &str| {
+            letter
+                .header(name)
+                .unwrap_or_else(|| panic!("a letter without {name}"))
+        };
+        let segment = header("delink-segment");
+        let position: u64 = header("delink-position").parse().expect("position");
+        assert!(places.insert((segment.clone(), position)), "a letter twice");
+        let opened = open_quarantined(
+            &store,
+            &header("delink-quarantine-day"),
+            &segment,
+            position,
+            &letter.value,
+        )
+        .expect("the letter opens with the key store")
+        .expect("the day's key exists");
+        let record_bytes: usize = header("delink-record-bytes").parse().expect("size");
+        let (original, reason) = broken
+            .iter()
+            .find(|(line, _)| line.len() == record_bytes && line.starts_with(&opened))
+            .expect("a letter that is no broken record");
+        assert_eq!(header("delink-reason"), *reason);
+        if original.len() >= 16 {
+            let head = &original[..16];
+            assert!(
+                !letter.value.windows(16).any(|window| window == head),
+                "a letter carries its record in clear"
+            );
+        }
+    }
+    assert_exactly_once(&data, &loaded);
 }

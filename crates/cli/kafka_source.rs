@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use delink_config::Config;
-use delink_source_kafka::{KafkaOptions, KafkaSource, LaneLimits};
+use delink_model::DeadLetters;
+use delink_source_kafka::{KafkaDeadLetters, KafkaOptions, KafkaSource, LaneLimits};
 use delink_telemetry::Metrics;
 
 /// Overrides of `[kafka]` given as flags of `delink run`.
@@ -42,8 +44,25 @@ impl KafkaArgs {
 
 /// Builds the Kafka source of a validated configuration.
 pub(crate) fn kafka_source(config: &Config, metrics: Arc<Metrics>) -> KafkaSource {
+    KafkaSource::new(kafka_options(config), metrics)
+}
+
+/// Builds the dead-letter producer, when `kafka.dead_letter_topic` is set.
+pub(crate) fn dead_letters(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Option<Arc<dyn DeadLetters>>> {
+    let Some(topic) = &config.kafka.dead_letter_topic else {
+        return Ok(None);
+    };
+    let producer = KafkaDeadLetters::new(&kafka_options(config), topic, metrics)
+        .with_context(|| format!("cannot create the producer of the dead-letter topic {topic}"))?;
+    Ok(Some(Arc::new(producer)))
+}
+
+fn kafka_options(config: &Config) -> KafkaOptions {
     let kafka = &config.kafka;
-    let options = KafkaOptions {
+    KafkaOptions {
         brokers: kafka.brokers.clone(),
         group_id: kafka.group_id.clone(),
         topics: kafka.topics.clone(),
@@ -63,6 +82,5 @@ pub(crate) fn kafka_source(config: &Config, metrics: Arc<Metrics>) -> KafkaSourc
         },
         replay_lookback_records: kafka.replay_lookback_records,
         commit_interval: Duration::from_millis(kafka.commit_interval_ms),
-    };
-    KafkaSource::new(options, metrics)
+    }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use delink_pipeline::{Pipeline, Progress, RunSummary};
 use delink_telemetry::{AdminServer, Metrics};
 
-use crate::kafka_source::{KafkaArgs, kafka_source};
+use crate::kafka_source::{KafkaArgs, dead_letters, kafka_source};
 use crate::shutdown::watch_signals;
 use crate::{ConfigArgs, load_settings};
 
@@ -80,7 +80,14 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         .kafka
         .then(|| kafka_source(&config, Arc::clone(&metrics)));
     let kafka_status = kafka.as_ref().map(|source| source.status());
-    let pipeline = Pipeline::open(config, plan, Arc::clone(&metrics))?;
+    let dead_letters = match &kafka {
+        Some(_) => dead_letters(&config, Arc::clone(&metrics))?,
+        None => None,
+    };
+    let mut pipeline = Pipeline::open(config, plan, Arc::clone(&metrics))?;
+    if let Some(destination) = dead_letters {
+        pipeline = pipeline.with_dead_letters(destination);
+    }
     let mut kafka = kafka.map(|source| source.with_health(pipeline.health()));
     watch_signals(pipeline.stop_flag(), pipeline.health(), shutdown_timeout)?;
     let admin = admin_listen

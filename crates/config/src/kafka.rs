@@ -52,6 +52,9 @@ pub struct KafkaConfig {
     pub assignment_strategy: String,
     /// How often published offsets are committed while running.
     pub commit_interval_ms: u64,
+    /// A topic that also receives every quarantined record, sealed, with its reason in
+    /// headers (on the same cluster, with the same client properties); unset: none.
+    pub dead_letter_topic: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -71,6 +74,7 @@ impl Default for KafkaConfig {
             replay_lookback_records: 10_000,
             assignment_strategy: "cooperative-sticky".to_owned(),
             commit_interval_ms: 1_000,
+            dead_letter_topic: None,
         }
     }
 }
@@ -104,6 +108,7 @@ impl fmt::Debug for KafkaConfig {
             .field("replay_lookback_records", &self.replay_lookback_records)
             .field("assignment_strategy", &self.assignment_strategy)
             .field("commit_interval_ms", &self.commit_interval_ms)
+            .field("dead_letter_topic", &self.dead_letter_topic)
             .finish()
     }
 }
@@ -155,6 +160,16 @@ impl KafkaConfig {
             self.topics.iter().all(|topic| is_valid_topic(topic)),
             "kafka.topics must be names of 1 to 249 characters of [A-Za-z0-9._-]",
         );
+        if let Some(topic) = &self.dead_letter_topic {
+            check(
+                is_valid_topic(topic),
+                "kafka.dead_letter_topic must be a name of 1 to 249 characters of [A-Za-z0-9._-]",
+            );
+            check(
+                !self.topics.contains(topic),
+                "kafka.dead_letter_topic must not be one of kafka.topics (the workers would read their own letters)",
+            );
+        }
         check(
             (1_000..=600_000).contains(&self.session_timeout_ms),
             "kafka.session_timeout_ms must be 1000..=600000",

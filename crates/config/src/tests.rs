@@ -121,6 +121,29 @@ fn kafka_topics_come_from_a_list_or_a_comma_separated_override() {
 }
 
 #[test]
+fn a_dead_letter_topic_is_optional_valid_and_never_one_the_workers_read() {
+    let defaults = load(None, env(&[])).expect("defaults");
+    assert_eq!(defaults.kafka.dead_letter_topic, None);
+    let config = load(
+        None,
+        env(&[("DELINK__KAFKA__DEAD_LETTER_TOPIC", "observations.dead")]),
+    )
+    .expect("valid");
+    assert_eq!(
+        config.kafka.dead_letter_topic.as_deref(),
+        Some("observations.dead")
+    );
+    for (topic, problem) in [
+        ("charger-observations", "must not be one of kafka.topics"),
+        ("dead letters", "kafka.dead_letter_topic must be a name"),
+    ] {
+        let error =
+            load(None, env(&[("DELINK__KAFKA__DEAD_LETTER_TOPIC", topic)])).expect_err("invalid");
+        assert!(error.to_string().contains(problem), "{error}");
+    }
+}
+
+#[test]
 fn kafka_drain_timeout_stays_below_session_and_shutdown_and_every_problem_is_told() {
     let error = load(
         None,

@@ -12,6 +12,7 @@
 pub const SCHEMA_V1: &str = "charger.observation.v1";
 
 mod dataset;
+mod dead_letter;
 mod field;
 mod observation;
 mod prehashed;
@@ -21,6 +22,7 @@ mod scope;
 mod source;
 
 pub use dataset::Dataset;
+pub use dead_letter::{DeadLetter, DeadLetters};
 pub use field::{Field, FieldClass, ValueType};
 pub use observation::{
     Charger, Component, Installation, Kind, Meter, Network, Observation, Operator, Session, Status,

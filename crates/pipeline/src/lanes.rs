@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use arrow_array::BooleanArray;
 use arrow_select::filter::filter_record_batch;
 use delink_datadir::date_partition;
-use delink_model::{Dataset, LaneId, SegmentId};
+use delink_model::{Dataset, DeadLetters, LaneId, SegmentId};
 use delink_sink_parquet::{PartitionedWriter, SegmentFiles};
 use delink_telemetry::{Metrics, Output};
 
@@ -49,6 +49,7 @@ pub(crate) struct OrderedStage<'p> {
     replay_window: usize,
     metrics: &'p Metrics,
     publisher: SyncSender<SealedSegment>,
+    dead_letters: Option<&'p dyn DeadLetters>,
 }
 
 impl<'p> OrderedStage<'p> {
@@ -57,6 +58,7 @@ impl<'p> OrderedStage<'p> {
         replay_window: usize,
         metrics: &'p Metrics,
         publisher: SyncSender<SealedSegment>,
+        dead_letters: Option<&'p dyn DeadLetters>,
     ) -> Self {
         OrderedStage {
             outputs,
@@ -64,6 +66,7 @@ impl<'p> OrderedStage<'p> {
             replay_window,
             metrics,
             publisher,
+            dead_letters,
         }
     }
 
@@ -82,7 +85,8 @@ impl<'p> OrderedStage<'p> {
         while let Some(next) = lane.waiting.remove(&lane.next_sequence) {
             lane.next_sequence += 1;
             lane_closed = next.closes_lane;
-            if let Some(sealed) = absorb(lane, &self.outputs, self.metrics, next)? {
+            let sealed = absorb(lane, &self.outputs, self.metrics, self.dead_letters, next)?;
+            if let Some(sealed) = sealed {
                 self.publisher
                     .send(sealed)
                     .map_err(|_| anyhow!("the publisher stopped"))?;
@@ -110,6 +114,7 @@ fn absorb(
     lane: &mut Lane,
     outputs: &Outputs,
     metrics: &Metrics,
+    dead_letters: Option<&dyn DeadLetters>,
     mut processed: ProcessedBatch,
 ) -> Result<Option<SealedSegment>> {
     let first_seen: Vec<bool> = processed
@@ -167,8 +172,12 @@ fn absorb(
         *open.rows.entry(partition.dataset).or_insert(0) += batch.num_rows() as u64;
     }
     if let Some(rows) = &processed.quarantine {
-        open.quarantine
-            .write(&date_partition(processed.quarantine_day), rows)?;
+        let partition = date_partition(processed.quarantine_day);
+        open.quarantine.write(&partition, rows)?;
+        if let Some(destination) = dead_letters {
+            let day = partition.trim_start_matches("date=");
+            crate::dead_letters::send_rows(destination, day, rows)?;
+        }
     }
     count(metrics, &processed, duplicates);
     if !processed.closes_segment {

@@ -17,6 +17,7 @@
 
 #[doc(hidden)]
 pub mod bench_support;
+mod dead_letters;
 mod dispatch;
 mod in_flight;
 mod keys;

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use delink_datadir::{CheckpointFile, DataLayout};
 use delink_keystore::KeyStore;
-use delink_model::{Dataset, LaneId, Published, SegmentId, SegmentRange};
+use delink_model::{Dataset, DeadLetters, LaneId, Published, SegmentId, SegmentRange};
 use delink_sink_parquet::{SealedFile, publish};
 use delink_telemetry::{KeystoreOperation, Metrics, Output};
 
@@ -37,9 +37,17 @@ pub(crate) fn publish_segments(
     metrics: &Metrics,
     in_flight: &InFlight,
     reports: Sender<Published>,
+    dead_letters: Option<&dyn DeadLetters>,
 ) -> Result<()> {
     for segment in segments {
         let timer = metrics.publish_duration.start_timer();
+        // Before anything is visible: a published position implies its dead letters arrived.
+        if let Some(destination) = dead_letters {
+            destination
+                .flush()
+                .map_err(|error| anyhow!(error))
+                .context("dead letters were not delivered; the segment is not published")?;
+        }
         metrics.count_keystore_operations(KeystoreOperation::Sync, 1);
         store
             .sync()

@@ -12,7 +12,7 @@ use delink_datadir::{DataLayout, WorkerSpace, purge_quarantine, quarantine_schem
 use delink_decode::DecodeLimits;
 use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore};
 use delink_keystore_postgres::PostgresKeyStore;
-use delink_model::{Dataset, PipelineStopped, Scope, Source};
+use delink_model::{Dataset, DeadLetters, PipelineStopped, Scope, Source};
 use delink_policy::Plan;
 use delink_sink_parquet::{PartitionedWriter, WriterOptions};
 use delink_source_ndjson::{NdjsonSource, SourceOptions};
@@ -66,6 +66,7 @@ pub struct Pipeline {
     space: WorkerSpace,
     stop: Arc<AtomicBool>,
     health: Arc<Health>,
+    dead_letters: Option<Arc<dyn DeadLetters>>,
 }
 
 impl Pipeline {
@@ -92,7 +93,14 @@ impl Pipeline {
             space,
             stop: Arc::new(AtomicBool::new(false)),
             health,
+            dead_letters: None,
         })
+    }
+
+    /// Copies every quarantined record to `destination` too (a dead-letter topic).
+    pub fn with_dead_letters(mut self, destination: Arc<dyn DeadLetters>) -> Self {
+        self.dead_letters = Some(destination);
+        self
     }
 
     /// Returns what `/healthz` and `/readyz` report for this pipeline.
@@ -150,6 +158,7 @@ impl Pipeline {
             self.config.input.replay_window,
             &self.metrics,
             publish_tx,
+            self.dead_letters.as_deref(),
         );
         let outcome = std::thread::scope(|scope| {
             let dispatch = Dispatch::new(
@@ -171,6 +180,7 @@ impl Pipeline {
                         &self.metrics,
                         in_flight,
                         report_tx,
+                        self.dead_letters.as_deref(),
                     )
                 })?;
             let reader = std::thread::Builder::new()

@@ -35,6 +35,7 @@
 //! polling, and librdkafka's bounded prefetch queue stops the fetching.
 
 mod consumer;
+mod dead_letter;
 mod error;
 mod lane;
 mod options;
@@ -50,6 +51,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
 pub use consumer::RESERVED_PROPERTIES;
+pub use dead_letter::KafkaDeadLetters;
 pub use error::{Error, Result};
 pub use options::{KafkaOptions, LaneLimits, is_sensitive_property};
 pub use shared::KafkaStatus;

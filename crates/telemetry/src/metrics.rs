@@ -263,7 +263,7 @@ impl MetricName {
                 "delink_dead_letter_records_total",
                 Counter,
                 &[],
-                "Records sent to the dead-letter output",
+                "Quarantined records delivered to the dead-letter topic (`kafka.dead_letter_topic`)",
             ),
             MetricName::KeystoreOperations => (
                 "delink_keystore_operations_total",
