@@ -8,21 +8,30 @@
 //! `cargo bench --bench e2e -- 1000000 --kafka` also loads the same N observations
 //! into a 4-partition topic of a local tansu broker (memory storage, from
 //! `target/test-venv`, see tests/support/python-env.sh), runs `delink run --kafka`
-//! until the group has caught up, and prints its figures next to the file run's:
-//! over the whole run (group join and stop included) and over the consuming window
-//! (first record to the last, read off the once-a-second progress lines).
+//! until it has read them all, and prints its figures next to the file run's.
+//!
+//! Both runs are measured alike: over the whole run (start-up, the file's content
+//! digest or the group join, and the last publication included) and at steady
+//! state, the slope of the once-a-second progress lines between the first line
+//! with records and the last line before the end.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use delink_synth::{SynthConfig, write_ndjson};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const KEK: &str = "1:0909090909090909090909090909090909090909090909090909090909090909";
+
+fn main() -> Result<()> {
     let count = std::env::args()
         .skip(1)
         .find_map(|arg| arg.replace('_', "").parse::<u64>().ok())
         .unwrap_or(1_000_000);
-    let kafka = std::env::args().any(|arg| arg == "--kafka");
+    let with_kafka = std::env::args().any(|arg| arg == "--kafka");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&root)?;
     let input = root.join(format!("observations-{count}.ndjson"));
@@ -40,63 +49,189 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::io::Write::flush(&mut out)?;
         std::fs::rename(&partial, &input)?;
     }
-    let data = root.join(format!("data-{count}"));
-    if data.exists() {
-        std::fs::remove_dir_all(&data)?;
-    }
-    let summary_path = root.join(format!("summary-{count}.json"));
-    let status = Command::new(env!("CARGO_BIN_EXE_delink"))
-        .arg("run")
-        .arg(&input)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--summary-json")
-        .arg(&summary_path)
-        .args(["--progress", "never"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err(format!("delink run failed: {status}").into());
-    }
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
-    let peak = summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
-    println!(
-        "e2e/{count}: {:.0} obs/s, {:.1} MB/s input, peak RSS {:.0} MiB ({} obs, {:.1} MB in {:.2} s; history {} rows, devices {} rows, quarantined {})",
-        summary["observations_per_second"].as_f64().unwrap_or(0.0),
-        summary["input_megabytes_per_second"]
-            .as_f64()
-            .unwrap_or(0.0),
-        peak,
-        summary["observations_in"],
-        summary["input_bytes"].as_f64().unwrap_or(0.0) / 1e6,
-        summary["elapsed_seconds"].as_f64().unwrap_or(0.0),
-        summary["history_rows"],
-        summary["devices_rows"],
-        summary["quarantined"],
-    );
-    std::fs::remove_dir_all(&data)?;
-    if kafka {
-        kafka::run(count, &root, &summary)?;
+    let mut command = delink_run(&root, "file", count)?;
+    command.arg(&input);
+    let file = measure(command, &root, "file", count, false)?;
+    file.print(count, "file");
+    if with_kafka {
+        let broker = kafka::Broker::start()?;
+        broker.load(count)?;
+        let command = broker.worker(delink_run(&root, "kafka", count)?);
+        let broker_before = broker.cpu_seconds()?;
+        let kafka = measure(command, &root, "kafka", count, true)?;
+        let broker_cpu = broker.cpu_seconds()? - broker_before;
+        kafka.print(count, "kafka");
+        println!(
+            "e2e/{count}/kafka: the broker on the same cores took {:.2} µs CPU per observation ({broker_cpu:.1} s)",
+            broker_cpu * 1e6 / count.max(1) as f64
+        );
+        println!(
+            "e2e/{count}/kafka vs file: {:.0} % of the file run's obs/s at steady state, {:.0} % over the whole run",
+            100.0 * kafka.steady_rate / file.steady_rate.max(1e-9),
+            100.0 * kafka.whole_rate / file.whole_rate.max(1e-9),
+        );
     }
     Ok(())
 }
 
-/// The Kafka-input run of the harness.
+/// `delink run` into a fresh data directory, with a summary and a progress line a second.
+fn delink_run(root: &Path, name: &str, count: u64) -> Result<Command> {
+    let data = root.join(format!("data-{name}-{count}"));
+    if data.exists() {
+        std::fs::remove_dir_all(&data)?;
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_delink"));
+    command
+        .arg("run")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--summary-json")
+        .arg(root.join(format!("summary-{name}-{count}.json")))
+        .args(["--progress", "always"])
+        .env("DELINK_KEK", KEK)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    Ok(command)
+}
+
+/// What one run showed.
+struct Figures {
+    whole_rate: f64,
+    whole_megabytes: f64,
+    seconds: f64,
+    steady_rate: f64,
+    steady_megabytes: f64,
+    peak_mib: f64,
+    /// CPU time of the delink process (user + system) per observation.
+    cpu_us_per_obs: f64,
+    summary: serde_json::Value,
+}
+
+impl Figures {
+    fn print(&self, count: u64, name: &str) {
+        let summary = &self.summary;
+        println!(
+            "e2e/{count}/{name}: {:.0} obs/s, {:.1} MB/s input over the whole run ({:.2} s); \
+             {:.0} obs/s, {:.1} MB/s at steady state; peak RSS {:.0} MiB; \
+             {:.2} µs CPU per observation; history {} rows, devices {} rows, quarantined {}",
+            self.whole_rate,
+            self.whole_megabytes,
+            self.seconds,
+            self.steady_rate,
+            self.steady_megabytes,
+            self.peak_mib,
+            self.cpu_us_per_obs,
+            summary["history_rows"],
+            summary["devices_rows"],
+            summary["quarantined"],
+        );
+    }
+}
+
+/// Runs `command`, reading its progress lines; a stream worker (`stop_at_count`) is
+/// sent SIGTERM once it has read `count` records.
+fn measure(
+    mut command: Command,
+    root: &Path,
+    name: &str,
+    count: u64,
+    stop_at_count: bool,
+) -> Result<Figures> {
+    let cpu_before = reaped_children_cpu_seconds()?;
+    let started = Instant::now();
+    let mut child = command.spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line?;
+        let Some(records) = line
+            .strip_prefix("progress: ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|number| number.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        samples.push((started.elapsed().as_secs_f64(), records));
+        if stop_at_count && records >= count {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            break;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(format!("delink run ({name}) failed: {status}").into());
+    }
+    let cpu_seconds = reaped_children_cpu_seconds()? - cpu_before;
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        root.join(format!("summary-{name}-{count}.json")),
+    )?)?;
+    std::fs::remove_dir_all(root.join(format!("data-{name}-{count}")))?;
+    let bytes_per_record = summary["input_bytes"].as_f64().unwrap_or(0.0) / count.max(1) as f64;
+    let inside: Vec<(f64, u64)> = samples
+        .iter()
+        .copied()
+        .filter(|(_, records)| *records > 0 && *records < count)
+        .collect();
+    let steady_rate = match (inside.first(), inside.last()) {
+        (Some(first), Some(last)) if last.0 > first.0 => {
+            (last.1 - first.1) as f64 / (last.0 - first.0)
+        }
+        _ => f64::NAN,
+    };
+    // A stream worker's whole run ends when it has read everything, not at its stop.
+    let seconds = match samples.iter().find(|(_, records)| *records >= count) {
+        Some((at, _)) if stop_at_count => *at,
+        _ => summary["elapsed_seconds"].as_f64().unwrap_or(f64::NAN),
+    };
+    let whole_rate = count as f64 / seconds;
+    Ok(Figures {
+        whole_rate,
+        whole_megabytes: whole_rate * bytes_per_record / 1e6,
+        seconds,
+        steady_rate,
+        steady_megabytes: steady_rate * bytes_per_record / 1e6,
+        peak_mib: summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0),
+        cpu_us_per_obs: cpu_seconds * 1e6 / count.max(1) as f64,
+        summary,
+    })
+}
+
+/// User + system seconds of a process's `/proc/<pid>/stat`, from field `first` on
+/// (14: its own times, 16: those of its reaped children); Linux counts 100 ticks a second.
+fn cpu_seconds(pid: &str, first: usize) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .ok_or("unreadable /proc stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let field = |number: usize| -> Result<f64> { Ok(fields[number - 3].parse::<f64>()?) };
+    Ok((field(first)? + field(first + 1)?) / 100.0)
+}
+
+/// CPU seconds of every child this harness has waited for.
+fn reaped_children_cpu_seconds() -> Result<f64> {
+    cpu_seconds("self", 16)
+}
+
+/// The Kafka-input run of the harness: a local tansu and a loaded topic.
 mod kafka {
-    use std::io::{BufRead, BufReader};
     use std::net::{Ipv4Addr, TcpListener, TcpStream};
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+    use super::Result;
 
     const TOPIC: &str = "bench-observations";
-    const KEK: &str = "1:0909090909090909090909090909090909090909090909090909090909090909";
 
     /// A tansu broker on a free loopback port, killed on drop.
-    struct Broker(Child, u16);
+    pub(super) struct Broker(Child, u16);
 
     impl Drop for Broker {
         fn drop(&mut self) {
@@ -105,154 +240,82 @@ mod kafka {
         }
     }
 
-    fn start_broker() -> Result<Broker> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let tansu = root.join("target/test-venv/bin/tansu");
-        if !tansu.exists() {
-            let status = Command::new("bash")
-                .arg(root.join("tests/support/python-env.sh"))
-                .status()?;
-            if !status.success() {
-                return Err("tests/support/python-env.sh failed".into());
+    impl Broker {
+        pub(super) fn start() -> Result<Broker> {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let tansu = root.join("target/test-venv/bin/tansu");
+            if !tansu.exists() {
+                let status = Command::new("bash")
+                    .arg(root.join("tests/support/python-env.sh"))
+                    .status()?;
+                if !status.success() {
+                    return Err("tests/support/python-env.sh failed".into());
+                }
             }
-        }
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let broker = Broker(child, port);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("tansu did not start".into());
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+                .local_addr()?
+                .port();
+            let url = format!("tcp://127.0.0.1:{port}");
+            let child = Command::new(tansu)
+                .args(["broker", "--listener-url", &url])
+                .args(["--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let broker = Broker(child, port);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err("tansu did not start".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            Ok(broker)
         }
-        Ok(broker)
-    }
 
-    /// Loads the topic, runs one worker until it has read every record, stops it, and
-    /// prints its figures beside the file run's.
-    pub(super) fn run(count: u64, root: &Path, file_summary: &serde_json::Value) -> Result<()> {
-        let broker = start_broker()?;
-        let bootstrap = format!("127.0.0.1:{}", broker.1);
-        let delink = env!("CARGO_BIN_EXE_delink");
-        eprintln!("loading {count} observations into {TOPIC} on tansu");
-        let status = Command::new(delink)
-            .args(["gen", "--kafka-brokers", &bootstrap, "--topic", TOPIC])
-            .args(["--partitions", "4", "--bad-fraction", "0.01"])
-            .args(["--count", &count.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if !status.success() {
-            return Err(format!("delink gen failed: {status}").into());
+        /// The broker's own CPU seconds so far.
+        pub(super) fn cpu_seconds(&self) -> Result<f64> {
+            super::cpu_seconds(&self.0.id().to_string(), 14)
         }
-        let data = root.join(format!("data-kafka-{count}"));
-        if data.exists() {
-            std::fs::remove_dir_all(&data)?;
+
+        fn bootstrap(&self) -> String {
+            format!("127.0.0.1:{}", self.1)
         }
-        let summary_path = root.join(format!("summary-kafka-{count}.json"));
-        let mut worker = Command::new(delink)
-            .args([
-                "run",
-                "--kafka",
-                "--kafka-brokers",
-                &bootstrap,
-                "--topic",
-                TOPIC,
-            ])
-            .args(["--group", "delink-bench", "--progress", "always"])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--summary-json")
-            .arg(&summary_path)
-            .env("DELINK_KEK", KEK)
-            .env("DELINK__KAFKA__SESSION_TIMEOUT_MS", "2000")
-            .env("DELINK__KAFKA__HEARTBEAT_INTERVAL_MS", "400")
-            .env("DELINK__KAFKA__DRAIN_TIMEOUT_MS", "1500")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = worker.stderr.take().ok_or("no stderr")?;
-        let mut first_record: Option<Instant> = None;
-        let mut caught_up: Option<Instant> = None;
-        let mut previous = 0u64;
-        for line in BufReader::new(stderr).lines() {
-            let line = line?;
-            let Some(records) = line
-                .strip_prefix("progress: ")
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|number| number.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if records > 0 && first_record.is_none() {
-                // The first second's records arrived at most a second ago.
-                first_record = Some(Instant::now() - Duration::from_secs(1));
+
+        /// Produces the same N observations as the file run into a 4-partition topic.
+        pub(super) fn load(&self, count: u64) -> Result<()> {
+            eprintln!("loading {count} observations into {TOPIC} on tansu");
+            let status = Command::new(env!("CARGO_BIN_EXE_delink"))
+                .args([
+                    "gen",
+                    "--kafka-brokers",
+                    &self.bootstrap(),
+                    "--topic",
+                    TOPIC,
+                ])
+                .args(["--partitions", "4", "--bad-fraction", "0.01"])
+                .args(["--count", &count.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("delink gen failed: {status}").into())
             }
-            if records >= count {
-                // The last second's records came within the last second: count it half.
-                caught_up = Some(Instant::now() - Duration::from_millis(500));
-                let _ = Command::new("kill")
-                    .args(["-TERM", &worker.id().to_string()])
-                    .status();
-                break;
-            }
-            previous = records;
         }
-        let status = worker.wait()?;
-        if !status.success() {
-            return Err(
-                format!("delink run --kafka failed: {status} (at {previous} records)").into(),
-            );
+
+        /// Makes `command` a worker of a fresh group on the topic.
+        pub(super) fn worker(&self, mut command: Command) -> Command {
+            command
+                .args(["--kafka", "--kafka-brokers", &self.bootstrap()])
+                .args(["--topic", TOPIC, "--group", "delink-bench"])
+                // tansu makes a new group's first member wait about half a session.
+                .env("DELINK__KAFKA__SESSION_TIMEOUT_MS", "2000")
+                .env("DELINK__KAFKA__HEARTBEAT_INTERVAL_MS", "400")
+                .env("DELINK__KAFKA__DRAIN_TIMEOUT_MS", "1500");
+            command
         }
-        drop(broker);
-        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
-        let window = match (first_record, caught_up) {
-            (Some(first), Some(last)) => last.duration_since(first).as_secs_f64().max(1e-3),
-            _ => f64::NAN,
-        };
-        let bytes = summary["input_bytes"].as_f64().unwrap_or(0.0);
-        let window_rate = count as f64 / window;
-        let file_rate = file_summary["observations_per_second"]
-            .as_f64()
-            .unwrap_or(0.0);
-        let peak = summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
-        println!(
-            "e2e/{count}/kafka: {:.0} obs/s, {:.1} MB/s input over the whole run ({:.2} s, group join and stop included); \
-             {:.0} obs/s, {:.1} MB/s while consuming ({:.1} s); peak RSS {:.0} MiB; history {} rows, devices {} rows, quarantined {}",
-            summary["observations_per_second"].as_f64().unwrap_or(0.0),
-            summary["input_megabytes_per_second"]
-                .as_f64()
-                .unwrap_or(0.0),
-            summary["elapsed_seconds"].as_f64().unwrap_or(0.0),
-            window_rate,
-            bytes / 1e6 / window,
-            window,
-            peak,
-            summary["history_rows"],
-            summary["devices_rows"],
-            summary["quarantined"],
-        );
-        println!(
-            "e2e/{count}/kafka vs file: {:.0} % of the file run's obs/s while consuming",
-            100.0 * window_rate / file_rate.max(1e-9)
-        );
-        std::fs::remove_dir_all(&data)?;
-        Ok(())
     }
 }

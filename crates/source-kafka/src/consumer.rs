@@ -45,6 +45,9 @@ pub(crate) fn client_config(options: &KafkaOptions) -> ClientConfig {
         .set("statistics.interval.ms", "1000")
         // The prefetch queue is the only unbounded-looking buffer: keep it to a few batches.
         .set("queued.max.messages.kbytes", "32768")
+        // librdkafka waits a whole second (its default) before fetching again once that
+        // queue was full; a worker drains it in a fraction of that and would starve.
+        .set("fetch.queue.backoff.ms", "10")
         .set("fetch.wait.max.ms", "100");
     for (key, value) in &options.properties {
         config.set(key, value);
