@@ -600,20 +600,30 @@ fn sigterm_publishes_and_commits_everything_read_and_a_restart_reads_nothing_aga
     assert_exactly_once(&data, &loaded);
 }
 
-#[test]
-fn a_kafka_worker_serves_every_metric_matching_its_summary_and_turns_not_ready_on_stop() {
+/// A memory broker loaded with `count` observations and one worker with `settings`.
+fn one_worker(
+    count: u64,
+    settings: &[(&str, &str)],
+) -> (Tansu, Loaded, tempfile::TempDir, PathBuf, Worker) {
     let tansu = Tansu::start_memory();
-    let loaded = load(&tansu, 30_000);
+    let loaded = load(&tansu, count);
     let scratch = tempfile::tempdir().expect("tempdir");
     let data = scratch.path().join("data");
-    // Batches bounded by bytes long before records: every handed-out buffer must start empty.
-    let mut worker = Worker::start_with(
+    let worker = Worker::start_with(
         &tansu.bootstrap(),
         &data,
         scratch.path(),
-        "scraped",
-        &[("DELINK__INPUT__BATCH_BYTES", "262144")],
+        "worker",
+        settings,
     );
+    (tansu, loaded, scratch, data, worker)
+}
+
+#[test]
+fn a_kafka_worker_serves_every_metric_matching_its_summary_and_turns_not_ready_on_stop() {
+    // Batches bounded by bytes long before records: every handed-out buffer must start empty.
+    let (_tansu, loaded, _scratch, _data, mut worker) =
+        one_worker(30_000, &[("DELINK__INPUT__BATCH_BYTES", "262144")]);
     let admin = worker.admin();
 
     // The scrape itself says when every partition is published and committed.
@@ -705,15 +715,8 @@ fn a_kafka_worker_serves_every_metric_matching_its_summary_and_turns_not_ready_o
 #[test]
 fn quarantined_records_also_reach_the_dead_letter_topic_sealed_with_their_reason_in_headers() {
     const DEAD_LETTERS: &str = "observations.dead";
-    let tansu = Tansu::start_memory();
-    let loaded = load(&tansu, 20_000);
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let data = scratch.path().join("data");
-    let mut worker = Worker::start_with(
-        &tansu.bootstrap(),
-        &data,
-        scratch.path(),
-        "with-dead-letters",
+    let (tansu, loaded, _scratch, data, mut worker) = one_worker(
+        20_000,
         &[("DELINK__KAFKA__DEAD_LETTER_TOPIC", DEAD_LETTERS)],
     );
     wait_for_everything_committed(&tansu, &loaded, std::slice::from_ref(&worker));

@@ -10,28 +10,29 @@ use delink_telemetry::MetricName;
 use crate::admin_http::{admin_address, get, value};
 use crate::util::{Input, Snapshot, delink};
 
+/// `delink run -` into `data`, serving the admin endpoints on a free port, its stdio piped.
+fn stdin_run(data: &std::path::Path) -> std::process::Command {
+    let mut command = delink();
+    command
+        .args(["run", "-", "--progress", "never"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 #[test]
 fn sigterm_publishes_what_was_read_and_exits_zero_while_the_admin_server_answers() {
     let input = Input::generate(30_000, 201, 0.01);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let summary_path = dir.path().join("summary.json");
-    let mut child = delink()
-        .args([
-            "run",
-            "-",
-            "--progress",
-            "never",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
+    let mut child = stdin_run(&data)
         .arg("--summary-json")
         .arg(&summary_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let (admin, stderr) = admin_address(&mut child);
@@ -172,21 +173,8 @@ fn huge_records_are_quarantined_in_bounded_memory() {
 fn a_running_worker_purges_quarantine_days_past_retention_without_stopping() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut child = delink()
-        .args([
-            "run",
-            "-",
-            "--progress",
-            "never",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
+    let mut child = stdin_run(&data)
         .env("DELINK__PIPELINE__HOUSEKEEPING_INTERVAL_SECS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let (admin, stderr) = admin_address(&mut child);
