@@ -231,3 +231,105 @@ fn a_wrong_kek_stops_the_run_before_anything_is_written() {
     );
     assert_eq!(listing(&data), before, "nothing was rewritten");
 }
+
+#[test]
+fn every_command_but_run_and_keys_init_refuses_a_missing_key_store_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mistyped = dir.path().join("mistyped");
+    let out = dir.path().join("out");
+    let out_text = out.to_str().expect("utf-8 path");
+    let commands: [&[&str]; 7] = [
+        &["erase", "--subject", "acct-1", "--no-wait"],
+        &["export", "--subject", "acct-1", "-o", out_text],
+        &["keys", "status"],
+        &["keys", "rotate"],
+        &["keys", "retire"],
+        &["retention", "--wait", "0s"],
+        &[
+            "quarantine",
+            "export",
+            "--date",
+            "2026-01-01",
+            "-o",
+            out_text,
+        ],
+    ];
+    for args in commands {
+        let output = delink()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&mistyped)
+            .env_remove("DELINK_KEK")
+            .output()
+            .expect("delink starts");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains("no key store at"), "{args:?}: {stderr}");
+        assert!(!mistyped.exists(), "{args:?} created the data directory");
+        assert!(!out.exists(), "{args:?} wrote its output");
+    }
+    run_ok(
+        delink()
+            .args(["keys", "init", "--data-dir"])
+            .arg(&mistyped)
+            .env_remove("DELINK_KEK"),
+    );
+    assert!(mistyped.join("keys").join("entities.log").is_file());
+    run_ok(
+        delink()
+            .args(["keys", "status", "--data-dir"])
+            .arg(&mistyped)
+            .env_remove("DELINK_KEK"),
+    );
+}
+
+#[test]
+fn an_erasure_names_each_target_that_had_no_key_by_kind_and_rank_never_by_identifier() {
+    let scratch = scratch(&["--count", "2000", "--seed", "17"]);
+    run_ok(
+        delink()
+            .args(["run", "--progress", "never", "--data-dir"])
+            .arg(&scratch.data)
+            .arg(&scratch.input),
+    );
+    let text = std::fs::read_to_string(&scratch.input).expect("input");
+    let account = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|value| value["user"]["account_id"].as_str().map(str::to_owned))
+        .expect("an account in the input");
+    let unknown_tag = "04deadbeef0000";
+    let output = run_ok(
+        delink()
+            .args([
+                "erase",
+                "--no-wait",
+                "--rfid",
+                unknown_tag,
+                "--subject",
+                &account,
+            ])
+            .args(["--installation", "inst-never-seen", "--data-dir"])
+            .arg(&scratch.data),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("2 of 3 targets had none"), "{stdout}");
+    let missing: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("no key found"))
+        .collect();
+    assert_eq!(missing.len(), 2, "{stdout}");
+    assert!(
+        missing.iter().any(|line| line.starts_with("rfid #1 ")),
+        "{stdout}"
+    );
+    assert!(
+        missing
+            .iter()
+            .any(|line| line.starts_with("installation #1 ")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(unknown_tag) && !stdout.contains("inst-never-seen"));
+    assert!(!stdout.contains(&account), "{stdout}");
+    drop(scratch.dir);
+}

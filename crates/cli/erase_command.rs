@@ -72,7 +72,7 @@ pub(crate) fn run(args: EraseArgs) -> Result<()> {
         Some(id) => id,
         None => random_request_id()?,
     };
-    let store = delink_pipeline::open_key_store(&config)?;
+    let store = delink_pipeline::open_key_store(&config, delink_pipeline::StoreAccess::Existing)?;
     let report = erase(&config, &plan, store.as_ref(), &targets, &request_id)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -85,6 +85,17 @@ pub(crate) fn run(args: EraseArgs) -> Result<()> {
             targets.len(),
             format_time(report.stored_at)
         );
+        // By kind and rank among that kind (flags first, then file lines): never the identifier.
+        for number in &report.not_found_targets {
+            let kind = targets[number - 1].kind();
+            let rank = targets[..*number]
+                .iter()
+                .filter(|target| target.kind() == kind)
+                .count();
+            println!(
+                "{kind} #{rank} of the request: no key found; never seen, mistyped, or already erased"
+            );
+        }
         println!(
             "effective {}: no worker uses the erased keys after it",
             format_time(report.effective_at)

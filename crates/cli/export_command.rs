@@ -31,7 +31,7 @@ pub(crate) fn run(args: ExportArgs) -> Result<()> {
         _ => return Err(anyhow!("name the subject with --subject or --rfid")),
     };
     let (config, plan) = crate::load_settings(&args.settings)?;
-    let store = delink_pipeline::open_key_store(&config)?;
+    let store = delink_pipeline::open_key_store(&config, delink_pipeline::StoreAccess::Existing)?;
     let report = export_subject(&config, &plan, store.as_ref(), &subject, &args.output)?;
     println!("exported {} rows to {}", report.rows, args.output.display());
     Ok(())

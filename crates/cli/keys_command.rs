@@ -16,6 +16,12 @@ pub(crate) struct KeysArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum KeysAction {
+    /// Creates the key store (and its KEK, when none is configured) without processing
+    /// anything; every command but `run` refuses to work on a missing store.
+    Init {
+        #[command(flatten)]
+        settings: ConfigArgs,
+    },
     /// Adds a KEK version and re-wraps every live key under it (do this after erasures).
     Rotate {
         #[command(flatten)]
@@ -41,9 +47,26 @@ enum KeysAction {
 
 pub(crate) fn run(args: KeysArgs) -> Result<()> {
     match args.action {
+        KeysAction::Init { settings } => {
+            let (config, _) = crate::load_settings(&settings)?;
+            delink_pipeline::open_key_store(
+                &config,
+                delink_pipeline::StoreAccess::CreateIfMissing,
+            )?;
+            match config.keystore.backend.as_str() {
+                "postgres" => println!("key store ready in the configured PostgreSQL database"),
+                _ => println!(
+                    "key store ready in {}",
+                    delink_datadir::DataLayout::new(&config.data_dir)
+                        .keys()
+                        .display()
+                ),
+            }
+        }
         KeysAction::Rotate { settings } => {
             let (config, _) = crate::load_settings(&settings)?;
-            let store = delink_pipeline::open_key_store(&config)?;
+            let store =
+                delink_pipeline::open_key_store(&config, delink_pipeline::StoreAccess::Existing)?;
             let report = rotate(&config, store.as_ref())?;
             println!(
                 "KEK version {} in use: {} keys re-wrapped; retire older versions with `delink keys retire` after {}",
@@ -62,7 +85,8 @@ pub(crate) fn run(args: KeysArgs) -> Result<()> {
                     "retiring KEK versions younger than the 35-day backup window: backups taken before the rotation become unreadable"
                 );
             }
-            let store = delink_pipeline::open_key_store(&config)?;
+            let store =
+                delink_pipeline::open_key_store(&config, delink_pipeline::StoreAccess::Existing)?;
             let report = retire(&config, store.as_ref(), older_than)?;
             for version in &report.destroyed {
                 println!("KEK version {version}: destroyed");
@@ -79,7 +103,8 @@ pub(crate) fn run(args: KeysArgs) -> Result<()> {
         }
         KeysAction::Status { settings, json } => {
             let (config, _) = crate::load_settings(&settings)?;
-            let store = delink_pipeline::open_key_store(&config)?;
+            let store =
+                delink_pipeline::open_key_store(&config, delink_pipeline::StoreAccess::Existing)?;
             let status = key_status(&config, store.as_ref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);

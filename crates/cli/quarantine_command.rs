@@ -1,9 +1,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use delink_datadir::{DataLayout, quarantine_counts, quarantined_records};
-use delink_pipeline::open_key_store;
+use delink_pipeline::{StoreAccess, open_key_store};
 
 use crate::{ConfigArgs, load_settings};
 
@@ -64,13 +64,7 @@ pub(crate) fn run(args: QuarantineArgs) -> anyhow::Result<()> {
         } => {
             let (config, _plan) = load_settings(&settings)?;
             let layout = DataLayout::new(&config.data_dir);
-            if !layout.keys().join("entities.log").exists() {
-                bail!(
-                    "no key store under {}; nothing to decrypt",
-                    layout.keys().display()
-                );
-            }
-            let store = open_key_store(&config)?;
+            let store = open_key_store(&config, StoreAccess::Existing)?;
             let records = quarantined_records(&layout, store.as_ref(), &date)?;
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(

@@ -25,7 +25,7 @@ pub(crate) struct RetentionArgs {
 
 pub(crate) fn run(args: RetentionArgs) -> Result<()> {
     let (config, _) = crate::load_settings(&args.settings)?;
-    let store = delink_pipeline::open_key_store(&config)?;
+    let store = delink_pipeline::open_key_store(&config, delink_pipeline::StoreAccess::Existing)?;
     let report = retention(&config, store.as_ref(), args.wait)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -72,6 +72,16 @@ impl PostgresKeyStore {
     /// without an index key; a store with one refuses a missing KEK and a
     /// keyring that cannot unwrap its index key (fail closed).
     pub fn open(url: &str, kek: &KekSource) -> Result<Self> {
+        Self::open_or_create(url, kek, true)
+    }
+
+    /// Opens the store only if the database holds one, creating nothing (no schema, no
+    /// index key): so a mistyped URL never becomes a new, empty store.
+    pub fn open_existing(url: &str, kek: &KekSource) -> Result<Self> {
+        Self::open_or_create(url, kek, false)
+    }
+
+    fn open_or_create(url: &str, kek: &KekSource, create: bool) -> Result<Self> {
         let mut config: Config = url
             .parse()
             .map_err(|_| broken("reading the connection url", "malformed url"))?;
@@ -83,6 +93,9 @@ impl PostgresKeyStore {
         }
         let target = describe(&config);
         let pool = Pool::new(config, POOL_SIZE);
+        if !create && !pool.with_client(holds_a_store)? {
+            return Err(KeyStoreError::StoreMissing { location: target });
+        }
         pool.with_client(|client| schema::ensure(client).map_err(backend("creating the schema")))?;
         let stored = pool.with_client(read_index_key)?;
         let mut keyring =
@@ -470,6 +483,17 @@ impl StoredIndexKey {
     fn unwrap_with(&self, keyring: &Keyring) -> Result<EntityKey> {
         self.0.unwrap_with(keyring, &index_aad())
     }
+}
+
+/// Tells whether the database holds a store: its index key exists.
+fn holds_a_store(client: &mut Client) -> Result<bool> {
+    let table = client
+        .query_one("SELECT to_regclass('delink_index_key') IS NOT NULL", &[])
+        .map_err(backend("looking for the key store"))?;
+    if !table.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    Ok(read_index_key(client)?.is_some())
 }
 
 fn read_index_key(client: &mut Client) -> Result<Option<StoredIndexKey>> {

@@ -140,6 +140,21 @@ impl EmbeddedKeyStore {
     /// store with keys and no KEK, or a KEK that does not unwrap them, is
     /// refused (fail closed).
     pub fn open(dir: &Path, kek_source: &KekSource) -> Result<Self> {
+        Self::open_or_create(dir, kek_source, true)
+    }
+
+    /// Opens the store in `dir` only if it exists, creating nothing (no directory, no
+    /// KEK): so a mistyped directory never becomes a new, empty store.
+    pub fn open_existing(dir: &Path, kek_source: &KekSource) -> Result<Self> {
+        Self::open_or_create(dir, kek_source, false)
+    }
+
+    fn open_or_create(dir: &Path, kek_source: &KekSource, create: bool) -> Result<Self> {
+        if !create && !dir.join(LOG_FILE).is_file() {
+            return Err(KeyStoreError::StoreMissing {
+                location: dir.display().to_string(),
+            });
+        }
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -157,11 +172,12 @@ impl EmbeddedKeyStore {
         let created = create_if_absent(&log_path)?;
         let file = open_log(&log_path)?;
         let records = read_records(&file, &log_path, HEADER_LEN, true)?;
-        let keyring = Keyring::load(kek_source, records.is_empty())?.ok_or_else(|| {
-            KeyStoreError::KekMissing {
-                path: dir.to_path_buf(),
-            }
-        })?;
+        let keyring =
+            Keyring::load(kek_source, create && records.is_empty())?.ok_or_else(|| {
+                KeyStoreError::KekMissing {
+                    path: dir.to_path_buf(),
+                }
+            })?;
         let loaded = load(&keyring, &records)?;
         for record in &loaded.unshredded {
             shred(&file, *record, &log_path)?;

@@ -14,6 +14,14 @@ pub enum KeyStoreError {
         /// The operating-system error.
         source: std::io::Error,
     },
+    /// A command that never creates a store found none.
+    #[error(
+        "no key store at {location}: nothing was ever processed with this configuration (check --data-dir or keystore.postgres_url); only `delink run` or `delink keys init` creates one"
+    )]
+    StoreMissing {
+        /// The directory or database looked at (no password).
+        location: String,
+    },
     /// Another process holds the store.
     #[error(
         "key store at {path} is in use by another delink process; stop it or use another data directory"

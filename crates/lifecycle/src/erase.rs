@@ -25,6 +25,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// Names the kind of target, as a request file spells it (never the identifier).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Subject(SubjectRef::Account(_)) => "subject",
+            Target::Subject(SubjectRef::Rfid(_)) => "rfid",
+            Target::Installation(_) => "installation",
+            Target::Device(_) => "device",
+        }
+    }
+
     fn scope(&self) -> Scope {
         match self {
             Target::Subject(_) => Scope::Subject,
@@ -70,8 +80,10 @@ pub struct ErasureReport {
     pub request_id: String,
     /// Keys deleted, by scope.
     pub keys_erased: BTreeMap<&'static str, u64>,
-    /// Targets that had no key (never seen, or already erased).
+    /// Targets that had no key (never seen, mistyped, or already erased).
     pub not_found: u64,
+    /// Which ones: their numbers (from 1) in the order the request gave them.
+    pub not_found_targets: Vec<usize>,
     /// Subjects whose history rows await `delink retention`.
     pub pending_subjects: u64,
     /// When the keys were deleted (Unix seconds).
@@ -97,15 +109,17 @@ pub fn erase(
         request_id: request_id.to_owned(),
         keys_erased: BTreeMap::new(),
         not_found: 0,
+        not_found_targets: Vec::new(),
         pending_subjects: 0,
         stored_at: 0,
         effective_at: 0,
         kek_version: keyring.current_version(),
     };
-    for target in &normalised {
+    for (number, target) in (1..).zip(&normalised) {
         let erased = erase_target(config, store, target)?;
         if erased == 0 {
             report.not_found += 1;
+            report.not_found_targets.push(number);
             continue;
         }
         *report

@@ -30,5 +30,5 @@ mod summary;
 mod worker;
 
 pub use progress::Progress;
-pub use run::{Pipeline, open_key_store};
+pub use run::{Pipeline, StoreAccess, open_key_store};
 pub use summary::RunSummary;

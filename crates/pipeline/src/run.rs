@@ -28,28 +28,43 @@ use crate::publisher::publish_segments;
 use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, QuarantineKeys, WorkerContext, process};
 
-/// Opens the key store the configuration names, creating it (and its KEK) when new.
-pub fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>> {
+/// Opens the key store the configuration names; `access` says whether a missing one
+/// is created (with its KEK) or refused.
+pub fn open_key_store(config: &Config, access: StoreAccess) -> Result<Arc<dyn KeyStore>> {
     let kek = KekSource::from_env_or_file(config.kek_file());
+    let create = access == StoreAccess::CreateIfMissing;
     let store: Arc<dyn KeyStore> = match config.keystore.backend.as_str() {
         "postgres" => {
             let url = config
                 .postgres_url()
                 .context("keystore.postgres_url (or DELINK_POSTGRES_URL) is not set")?;
-            Arc::new(
+            let store = if create {
                 PostgresKeyStore::open(&url, &kek)
-                    .context("cannot open the PostgreSQL key store")?,
-            )
+            } else {
+                PostgresKeyStore::open_existing(&url, &kek)
+            };
+            Arc::new(store.context("cannot open the PostgreSQL key store")?)
         }
         _ => {
-            let layout = DataLayout::new(&config.data_dir);
-            Arc::new(
-                EmbeddedKeyStore::open(&layout.keys(), &kek)
-                    .context("cannot open the key store")?,
-            )
+            let dir = DataLayout::new(&config.data_dir).keys();
+            let store = if create {
+                EmbeddedKeyStore::open(&dir, &kek)
+            } else {
+                EmbeddedKeyStore::open_existing(&dir, &kek)
+            };
+            Arc::new(store.context("cannot open the key store")?)
         }
     };
     Ok(store)
+}
+
+/// Whether opening a key store may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAccess {
+    /// `delink run` and `delink keys init`: a missing store is created (with its KEK).
+    CreateIfMissing,
+    /// Every other command: a missing store is an error, and nothing is created.
+    Existing,
 }
 
 /// How often progress is reported and the published watermark written.
@@ -80,7 +95,8 @@ impl Pipeline {
                 layout.root().display()
             )
         })?;
-        let store = open_key_store(&config).context("nothing was processed")?;
+        let store = open_key_store(&config, StoreAccess::CreateIfMissing)
+            .context("nothing was processed")?;
         let space = WorkerSpace::claim(&layout)?;
         let health = Arc::new(Health::new());
         health.set_key_store_open(true);
