@@ -209,3 +209,36 @@ fn every_lookup_reads_the_row_so_no_key_outlives_it() {
     let fresh = store.key_for(&entity).expect("key_for");
     assert_ne!(fresh.expose(), made.expose(), "a fresh key, not a kept one");
 }
+
+/// A database without a store is never turned into one by a command that only reads.
+#[test]
+fn opening_an_existing_store_refuses_a_database_that_holds_none_and_creates_nothing() {
+    let backend = support::fresh_store();
+    let kek = keyring_file(&backend);
+    let error = PostgresKeyStore::open_existing(&backend.url, &kek)
+        .map(|_| ())
+        .expect_err("no store yet");
+    assert!(
+        matches!(error, KeyStoreError::StoreMissing { .. }),
+        "{error}"
+    );
+    let mut database = support::connect(&backend.url);
+    let tables: i64 = database
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'delink%'",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(tables, 0, "no schema was created");
+    let created = PostgresKeyStore::open(&backend.url, &kek).expect("create");
+    let key = created
+        .key_for(&Entity::new(Scope::Subject, "account:a"))
+        .expect("key");
+    let reopened = PostgresKeyStore::open_existing(&backend.url, &kek).expect("exists now");
+    let same = reopened
+        .existing_key(&Entity::new(Scope::Subject, "account:a"))
+        .expect("read")
+        .expect("stored");
+    assert_eq!(same.expose(), key.expose());
+}

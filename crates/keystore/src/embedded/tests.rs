@@ -183,3 +183,21 @@ fn the_rotating_handle_keeps_its_keys_once_the_old_kek_is_gone() {
     assert_eq!(again.expose(), key.expose());
     assert_eq!(store.key_for(&entity).expect("key").expose(), key.expose());
 }
+
+#[test]
+fn opening_an_existing_store_refuses_a_missing_one_and_creates_nothing() {
+    let backend = Embedded::new();
+    let kek_path = backend.scratch().join("kek-never-made");
+    let kek = KekSource::File(kek_path.clone());
+    let error = EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek)
+        .map(|_| ())
+        .expect_err("no store yet");
+    assert!(
+        matches!(error, KeyStoreError::StoreMissing { .. }),
+        "{error}"
+    );
+    assert!(!backend.keys_dir().exists(), "a directory was created");
+    assert!(!kek_path.exists(), "a KEK was created");
+    drop(EmbeddedKeyStore::open(&backend.keys_dir(), &kek).expect("create"));
+    EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek).expect("exists now");
+}
