@@ -333,3 +333,78 @@ fn an_erasure_names_each_target_that_had_no_key_by_kind_and_rank_never_by_identi
     assert!(!stdout.contains(&account), "{stdout}");
     drop(scratch.dir);
 }
+
+/// Every file and directory below `root` (itself included), with its permission bits.
+fn modes_below(root: &std::path::Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::metadata(&path).expect("metadata");
+        found.push((path.clone(), metadata.permissions().mode() & 0o777));
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read_dir") {
+                pending.push(entry.expect("entry").path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_file_that_can_hold_personal_data_is_owner_only() {
+    let scratch = scratch(&["--count", "3000", "--seed", "23", "--bad-fraction", "0.05"]);
+    // Under the usual umask 022, files come out world-readable unless made otherwise.
+    let delink = || {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_delink"));
+        command
+    };
+    let run =
+        |command: &mut std::process::Command| run_ok(command.arg("--data-dir").arg(&scratch.data));
+    run(delink()
+        .args(["run", "--progress", "never"])
+        .arg(&scratch.input));
+    let bytes = std::fs::read(&scratch.input).expect("input");
+    let text = String::from_utf8_lossy(&bytes);
+    let account = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|value| value["user"]["account_id"].as_str().map(str::to_owned))
+        .expect("an account in the input");
+    let export = scratch.dir.path().join("export");
+    run(delink()
+        .args(["export", "--subject", &account, "-o"])
+        .arg(&export));
+    let day = std::fs::read_dir(scratch.data.join("quarantine"))
+        .expect("quarantine")
+        .find_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("date=").map(str::to_owned)
+        })
+        .expect("a quarantine day");
+    let replay = scratch.dir.path().join("replay.ndjson");
+    run(delink()
+        .args(["quarantine", "export", "--date", &day, "-o"])
+        .arg(&replay));
+    run(delink().args(["erase", "--no-wait", "--subject", &account]));
+
+    let mut checked = 0;
+    for root in [
+        scratch.data.join("history"),
+        scratch.data.join("quarantine"),
+        scratch.data.join("retention"),
+        scratch.data.join("keys"),
+        export,
+        replay,
+    ] {
+        assert!(root.exists(), "{} was not written", root.display());
+        for (path, mode) in modes_below(&root) {
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "only {checked} paths checked");
+}

@@ -68,7 +68,7 @@ pub(crate) fn run(args: QuarantineArgs) -> anyhow::Result<()> {
             let records = quarantined_records(&layout, store.as_ref(), &date)?;
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path)
+                    delink_datadir::create_private_file(path)
                         .with_context(|| format!("cannot create {}", path.display()))?,
                 )),
                 None => Box::new(std::io::stdout().lock()),

@@ -14,12 +14,17 @@
 mod checkpoint;
 mod expiry;
 mod layout;
+mod private;
 mod quarantine;
 mod worker_space;
 
 pub use checkpoint::CheckpointFile;
 pub use expiry::purge_expired;
 pub use layout::{DataLayout, date_partition, parse_day, utc_day};
+pub use private::{
+    PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, append_private_file, create_private_dir_all,
+    create_private_file,
+};
 pub use quarantine::inspect::{QuarantinedRecord, quarantine_counts, quarantined_records};
 pub use quarantine::{
     QuarantineRows, QuarantineSealer, day_key, find_segment_day, open_quarantined,

@@ -43,7 +43,8 @@ impl WorkerSpace {
         let id = random_id()?;
         // Built under a hidden name and renamed once locked, so no sweeper ever sees it unlocked.
         let building = workers.join(format!(".new-{id}"));
-        fs::create_dir_all(building.join(STAGING_DIR))
+        // Staged history and quarantine files hold personal data.
+        crate::create_private_dir_all(&building.join(STAGING_DIR))
             .with_context(|| format!("cannot create {}", building.display()))?;
         let lock = open_lock(&building)?;
         lock.try_lock()

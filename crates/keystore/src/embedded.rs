@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -165,6 +165,7 @@ impl EmbeddedKeyStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(io("opening the lock file", &lock_path))?;
         let exclusive = lock_exclusive(&lock_file, &lock_path)?;
@@ -354,6 +355,7 @@ impl EmbeddedKeyStore {
         OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .and_then(|mut file| {
                 file.write_all(line.as_bytes())?;
@@ -579,7 +581,12 @@ fn create_if_absent(path: &Path) -> Result<bool> {
     let mut header = MAGIC.to_vec();
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     header.extend_from_slice(&file_id);
-    let mut file = File::create_new(path).map_err(io("creating the key store", path))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("creating the key store", path))?;
     file.write_all(&header)
         .and_then(|()| file.sync_all())
         .map_err(io("creating the key store", path))?;

@@ -1,8 +1,9 @@
 //! `delink export --subject`: a subject's history rows, machine-readable
 //! (JSON lines and CSV), with what every column means (access and portability).
 
+use delink_datadir::{create_private_dir_all, create_private_file};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,7 +71,8 @@ pub fn export_subject(
             }
         }
     }
-    fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    create_private_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let jsonl = out_dir.join("rows.jsonl");
     let csv = out_dir.join("rows.csv");
     let meanings = out_dir.join("columns.json");
@@ -89,7 +91,7 @@ pub fn export_subject(
 }
 
 fn create(path: &Path) -> Result<File> {
-    File::create(path).with_context(|| format!("cannot create {}", path.display()))
+    create_private_file(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// Adds the partition date as the first column, and writes UTC timestamps with an

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, BooleanArray, RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
+use delink_datadir::create_private_file;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -100,8 +101,8 @@ pub(crate) fn replace(
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
-    let file =
-        File::create(&staged).with_context(|| format!("cannot create {}", staged.display()))?;
+    let file = create_private_file(&staged)
+        .with_context(|| format!("cannot create {}", staged.display()))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))?;
     for batch in batches {
         writer.write(batch)?;

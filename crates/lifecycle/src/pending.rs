@@ -2,6 +2,11 @@
 //! erased subjects, recorded before their keys were deleted, and dropped
 //! once their rows are gone.
 
+use std::os::unix::fs::OpenOptionsExt;
+
+use delink_datadir::{
+    PRIVATE_FILE_MODE, append_private_file, create_private_dir_all, create_private_file,
+};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -62,13 +67,14 @@ impl PendingList {
 
     /// Locks the list against concurrent appends and rewrites.
     pub(crate) fn lock(&self) -> Result<ListLock> {
-        fs::create_dir_all(&self.dir)
+        create_private_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let path = self.dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(PRIVATE_FILE_MODE)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         file.lock()
@@ -84,10 +90,7 @@ impl PendingList {
             text.push('\n');
         }
         let path = self.path();
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        append_private_file(&path)
             .and_then(|mut file| {
                 file.write_all(text.as_bytes())?;
                 file.sync_all()
@@ -125,7 +128,7 @@ impl PendingList {
             text.push_str(&serde_json::to_string(entry)?);
             text.push('\n');
         }
-        File::create(&staged)
+        create_private_file(&staged)
             .and_then(|mut file| {
                 file.write_all(text.as_bytes())?;
                 file.sync_all()

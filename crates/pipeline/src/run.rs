@@ -338,12 +338,15 @@ impl Pipeline {
 
     fn outputs(&self, context: &WorkerContext) -> Result<Outputs> {
         let output = &self.config.output;
+        // history/ and the quarantine hold personal data (pseudonymised or sealed):
+        // owner-only; devices/ is de-linked and meant for analysts.
         let options = |dataset: &str, plain_columns: Vec<String>| WriterOptions {
             row_group_rows: output.row_group_rows,
             zstd_level: output.zstd_level,
             buffer_budget_bytes: output.buffer_budget_mib * 1024 * 1024,
             dataset: dataset.to_owned(),
             plain_columns,
+            owner_only: dataset != "devices",
         };
         let staging = self.space.staging();
         let layout = &self.layout;

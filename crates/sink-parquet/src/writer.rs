@@ -12,6 +12,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use delink_datadir::{create_private_dir_all, create_private_file};
+
 use crate::error::io;
 use crate::{Result, SinkError};
 
@@ -30,6 +32,8 @@ pub struct WriterOptions {
     pub dataset: String,
     /// Columns written without a dictionary because their values are nearly all distinct.
     pub plain_columns: Vec<String>,
+    /// The output may hold personal data: its directories and files are owner-only.
+    pub owner_only: bool,
 }
 
 /// A closed file (footer written) waiting in the staging directory to be published.
@@ -78,6 +82,9 @@ impl PartitionedWriter {
         options: WriterOptions,
     ) -> Result<Arc<Self>> {
         fs::create_dir_all(staging).map_err(io("creating the staging directory", staging))?;
+        if options.owner_only {
+            create_private_dir_all(root).map_err(io("creating the output directory", root))?;
+        }
         let level =
             ZstdLevel::try_new(options.zstd_level).map_err(|source| SinkError::Parquet {
                 path: root.to_path_buf(),
@@ -209,13 +216,22 @@ impl SegmentFiles {
 fn open_file(output: &PartitionedWriter, partition: &str, stem: &str) -> Result<OpenFile> {
     let file_name = format!("part-{stem}.parquet");
     let partition_dir = output.root.join(partition);
-    fs::create_dir_all(&partition_dir)
-        .map_err(io("creating a partition directory", &partition_dir))?;
+    let created = if output.options.owner_only {
+        create_private_dir_all(&partition_dir)
+    } else {
+        fs::create_dir_all(&partition_dir)
+    };
+    created.map_err(io("creating a partition directory", &partition_dir))?;
     let staged = output.staging.join(format!(
         "{}--{partition}--{file_name}.tmp",
         output.options.dataset
     ));
-    let file = File::create(&staged).map_err(io("creating a staged file", &staged))?;
+    let file = if output.options.owner_only {
+        create_private_file(&staged)
+    } else {
+        File::create(&staged)
+    }
+    .map_err(io("creating a staged file", &staged))?;
     let writer = ArrowWriter::try_new(file, output.schema.clone(), Some(output.properties.clone()))
         .map_err(|source| SinkError::Parquet {
             path: staged.clone(),

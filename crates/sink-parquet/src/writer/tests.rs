@@ -13,6 +13,7 @@ fn options(budget: usize) -> WriterOptions {
         buffer_budget_bytes: budget,
         dataset: "test".into(),
         plain_columns: vec!["n".into()],
+        owner_only: false,
     }
 }
 
