@@ -408,3 +408,90 @@ fn every_file_that_can_hold_personal_data_is_owner_only() {
     }
     assert!(checked > 10, "only {checked} paths checked");
 }
+
+/// Every quarantined record of the data directory, opened (`quarantine export` per day).
+fn quarantined_in_clear(data: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(data.join("quarantine")).expect("quarantine") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("name");
+        let Some(day) = name.strip_prefix("date=") else {
+            continue;
+        };
+        let output = run_ok(
+            delink()
+                .args(["quarantine", "export", "--date", day, "--data-dir"])
+                .arg(data),
+        );
+        records.extend(
+            output
+                .stdout
+                .split(|byte| *byte == b'\n')
+                .map(<[u8]>::to_vec),
+        );
+    }
+    records.retain(|record| !record.is_empty());
+    records
+}
+
+fn mentions(record: &[u8], identifier: &str) -> bool {
+    let record = record.to_ascii_lowercase();
+    let identifier = identifier.to_lowercase();
+    record
+        .windows(identifier.len())
+        .any(|window| window == identifier.as_bytes())
+}
+
+#[test]
+fn an_erasure_removes_the_quarantined_records_that_mention_the_subject_and_keeps_the_rest() {
+    let scratch = scratch(&["--count", "6000", "--seed", "29", "--bad-fraction", "0.2"]);
+    run_ok(
+        delink()
+            .args(["run", "--progress", "never", "--data-dir"])
+            .arg(&scratch.data)
+            .arg(&scratch.input),
+    );
+    let before = quarantined_in_clear(&scratch.data);
+    // The account mentioned by the most quarantined records.
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for record in &before {
+        let text = String::from_utf8_lossy(record);
+        for part in text.split("\"account_id\":\"").skip(1) {
+            if let Some(id) = part.split('"').next().filter(|id| id.len() >= 6) {
+                *counts.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let (account, _) = counts
+        .into_iter()
+        .max_by_key(|(_, count)| *count)
+        .expect("quarantined records name accounts");
+    let mentioning = before.iter().filter(|r| mentions(r, &account)).count();
+    assert!(mentioning > 0);
+
+    let output = run_ok(
+        delink()
+            .args(["erase", "--no-wait", "--subject", &account, "--data-dir"])
+            .arg(&scratch.data),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{mentioning} quarantined records mentioning the erased identifiers removed"
+        )),
+        "{stdout}"
+    );
+    let after = quarantined_in_clear(&scratch.data);
+    assert!(
+        after.iter().all(|record| !mentions(record, &account)),
+        "a quarantined record of the erased subject can still be exported"
+    );
+    let mut others: Vec<&Vec<u8>> = before.iter().filter(|r| !mentions(r, &account)).collect();
+    let mut kept: Vec<&Vec<u8>> = after.iter().collect();
+    others.sort();
+    kept.sort();
+    assert_eq!(kept, others, "other records are intact");
+}

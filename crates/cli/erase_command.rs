@@ -100,6 +100,10 @@ pub(crate) fn run(args: EraseArgs) -> Result<()> {
             "effective {}: no worker uses the erased keys after it",
             format_time(report.effective_at)
         );
+        println!(
+            "{} quarantined records mentioning the erased identifiers removed",
+            report.quarantined_removed
+        );
         if report.pending_subjects > 0 {
             println!(
                 "{} subjects' history rows await `delink retention`",

@@ -9,6 +9,7 @@
 //! inspect and replay them, and nobody else can read them.
 
 pub(crate) mod inspect;
+pub(crate) mod redact;
 
 use std::fs;
 use std::path::Path;

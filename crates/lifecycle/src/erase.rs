@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 use delink_config::Config;
-use delink_datadir::DataLayout;
+use delink_datadir::{DataLayout, remove_quarantined_mentions};
 use delink_decode::normalise_identifier;
 use delink_keystore::{Entity, JournalEvent, JournalKind, KeyStore};
 use delink_model::{Field, Scope};
@@ -32,6 +32,13 @@ impl Target {
             Target::Subject(SubjectRef::Rfid(_)) => "rfid",
             Target::Installation(_) => "installation",
             Target::Device(_) => "device",
+        }
+    }
+
+    fn identifier(&self) -> &str {
+        match self {
+            Target::Subject(subject) => subject.id(),
+            Target::Installation(id) | Target::Device(id) => id,
         }
     }
 
@@ -86,6 +93,8 @@ pub struct ErasureReport {
     pub not_found_targets: Vec<usize>,
     /// Subjects whose history rows await `delink retention`.
     pub pending_subjects: u64,
+    /// Quarantined records that mentioned an erased identifier, removed.
+    pub quarantined_removed: u64,
     /// When the keys were deleted (Unix seconds).
     pub stored_at: i64,
     /// From when no worker uses the erased keys (Unix seconds).
@@ -111,6 +120,7 @@ pub fn erase(
         not_found: 0,
         not_found_targets: Vec::new(),
         pending_subjects: 0,
+        quarantined_removed: 0,
         stored_at: 0,
         effective_at: 0,
         kek_version: keyring.current_version(),
@@ -130,6 +140,12 @@ pub fn erase(
             report.pending_subjects += 1;
         }
     }
+    let identifiers: Vec<String> = normalised
+        .iter()
+        .map(|target| target.identifier().to_owned())
+        .collect();
+    report.quarantined_removed =
+        remove_quarantined_mentions(&DataLayout::new(&config.data_dir), store, &identifiers)?;
     for (scope, keys) in &report.keys_erased {
         store.append_journal(&JournalEvent::now(JournalKind::Erasure {
             request_id: request_id.to_owned(),

@@ -111,7 +111,7 @@ fn decrypt_batch(
 }
 
 /// Lists `(date, file)` of the visible quarantine files, optionally of one date.
-fn quarantine_files(root: &Path, only: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn quarantine_files(root: &Path, only: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
     let mut files = Vec::new();
     if !root.exists() {
         return Ok(files);
@@ -145,7 +145,7 @@ fn quarantine_files(root: &Path, only: Option<&str>) -> Result<Vec<(String, Path
     Ok(files)
 }
 
-fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a parquet file", path.display()))?
