@@ -495,3 +495,21 @@ fn an_erasure_removes_the_quarantined_records_that_mention_the_subject_and_keeps
     kept.sort();
     assert_eq!(kept, others, "other records are intact");
 }
+
+#[test]
+fn log_lines_written_to_a_file_carry_no_colour_codes() {
+    let scratch = scratch(&["--count", "200", "--seed", "31"]);
+    let output = run_ok(
+        delink()
+            .args(["run", "--progress", "never", "--data-dir"])
+            .arg(&scratch.data)
+            .arg(&scratch.input)
+            .env("RUST_LOG", "info"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("INFO"), "no log line to check: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in a log file: {stderr:?}"
+    );
+}
