@@ -28,7 +28,7 @@ pub use private::{
 pub use quarantine::inspect::{QuarantinedRecord, quarantine_counts, quarantined_records};
 pub use quarantine::redact::remove_quarantined_mentions;
 pub use quarantine::{
-    QuarantineRows, QuarantineSealer, day_key, find_segment_day, open_quarantined,
-    purge_quarantine, quarantine_schema,
+    QuarantineColumns, QuarantineRows, QuarantineSealer, day_key, find_segment_day,
+    open_quarantined, purge_quarantine, quarantine_schema,
 };
 pub use worker_space::{Watermark, WorkerSpace, live_watermarks};

@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, StringBuilder, UInt64Builder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use delink_keystore::{Entity, EntityKey, KeyStore, Result, open_sealed, seal};
 use delink_model::Scope;
@@ -35,6 +37,53 @@ pub fn quarantine_schema() -> SchemaRef {
         Field::new("kept_bytes", DataType::UInt64, false),
         Field::new("sealed_record", DataType::Binary, false),
     ]))
+}
+
+/// The columns of a quarantine batch, typed; how every reader of the quarantine sees it.
+pub struct QuarantineColumns<'a> {
+    /// `segment`: the input segment a record was read in.
+    pub segments: &'a StringArray,
+    /// `position`: its position in the source.
+    pub positions: &'a UInt64Array,
+    /// `reason`: why it was rejected.
+    pub reasons: &'a StringArray,
+    /// `field`: the schema field the rejection names, if any.
+    pub fields: &'a StringArray,
+    /// `record_bytes`: its full length.
+    pub record_bytes: &'a UInt64Array,
+    /// `sealed_record`: the kept bytes, sealed.
+    pub sealed: &'a BinaryArray,
+}
+
+impl<'a> QuarantineColumns<'a> {
+    /// Reads the columns of `batch`; fails when it is not a quarantine batch.
+    pub fn of(batch: &'a RecordBatch) -> anyhow::Result<Self> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| anyhow::anyhow!("a quarantine batch without its {name} column"))
+        };
+        let strings = |name: &str| {
+            column(name)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| anyhow::anyhow!("quarantine column {name} is not text"))
+        };
+        let numbers = |name: &str| {
+            column(name)?
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| anyhow::anyhow!("quarantine column {name} is not a count"))
+        };
+        Ok(QuarantineColumns {
+            segments: strings("segment")?,
+            positions: numbers("position")?,
+            reasons: strings("reason")?,
+            fields: strings("field")?,
+            record_bytes: numbers("record_bytes")?,
+            sealed: column("sealed_record")?
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| anyhow::anyhow!("quarantine column sealed_record is not binary"))?,
+        })
+    }
 }
 
 /// Seals rejected records under the quarantine key of their day.

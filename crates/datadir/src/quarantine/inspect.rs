@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt64Type;
 use arrow_array::{Array, RecordBatch};
 use delink_keystore::KeyStore;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::DataLayout;
-use crate::quarantine::open_quarantined;
+use crate::quarantine::{QuarantineColumns, open_quarantined};
 
 /// One quarantined record, decrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,16 +73,14 @@ fn decrypt_batch(
     store: &dyn KeyStore,
     date: &str,
 ) -> Result<Vec<QuarantinedRecord>> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| anyhow!("no {name} column"))
-    };
-    let segments = column("segment")?.as_string::<i32>();
-    let positions = column("position")?.as_primitive::<UInt64Type>();
-    let reasons = column("reason")?.as_string::<i32>();
-    let lengths = column("record_bytes")?.as_primitive::<UInt64Type>();
-    let sealed = column("sealed_record")?.as_binary::<i32>();
+    let QuarantineColumns {
+        segments,
+        positions,
+        reasons,
+        record_bytes: lengths,
+        sealed,
+        ..
+    } = QuarantineColumns::of(batch)?;
     let mut records = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         if sealed.is_null(row) {

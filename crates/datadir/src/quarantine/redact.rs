@@ -10,8 +10,6 @@ use std::fs::{self, File};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt64Type;
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
 use delink_keystore::KeyStore;
@@ -20,7 +18,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::inspect::{quarantine_files, read_file};
-use crate::{DataLayout, create_private_file, open_quarantined};
+use crate::{DataLayout, QuarantineColumns, create_private_file, open_quarantined};
 
 /// Shortest identifier also matched with separators (spaces, `:`, `-`) ignored.
 const MIN_COMPACT_MATCH: usize = 8;
@@ -114,14 +112,8 @@ fn rows_to_keep(
     date: &str,
     needles: &Needles,
 ) -> Result<BooleanArray> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .with_context(|| format!("no {name} column"))
-    };
-    let segments = column("segment")?.as_string::<i32>();
-    let positions = column("position")?.as_primitive::<UInt64Type>();
-    let sealed = column("sealed_record")?.as_binary::<i32>();
+    let columns = QuarantineColumns::of(batch)?;
+    let (segments, positions, sealed) = (columns.segments, columns.positions, columns.sealed);
     let mut keep = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let opened = open_quarantined(
