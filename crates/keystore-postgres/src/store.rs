@@ -446,6 +446,10 @@ impl KeyStore for PostgresKeyStore {
                 .map_err(backend("counting keys"))
         })
     }
+
+    fn kek_version(&self) -> u32 {
+        self.keyring().current_version()
+    }
 }
 
 /// A wrapped key as stored, before it is checked and unwrapped.

@@ -539,6 +539,10 @@ impl KeyStore for EmbeddedKeyStore {
     fn len(&self) -> Result<u64> {
         self.shared(|_| Ok(self.read_keys().len() as u64))
     }
+
+    fn kek_version(&self) -> u32 {
+        self.read_keyring().current_version()
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -104,6 +104,9 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Counts the live entity keys.
     fn len(&self) -> Result<u64>;
 
+    /// The KEK version new keys are wrapped under (what a file written now depends on).
+    fn kek_version(&self) -> u32;
+
     /// Tells whether the store holds no entity key.
     fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)

@@ -97,7 +97,17 @@ pub(crate) fn replace(
         .and_then(|name| name.to_str())
         .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
     let staged = path.with_file_name(format!(".{name}.rewrite"));
+    // The rewrite keeps the file's provenance: the rows left are the rows it was written with.
+    let provenance = File::open(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|file| Ok(ParquetRecordBatchReaderBuilder::try_new(file)?))
+        .with_context(|| format!("cannot read the metadata of {}", path.display()))?
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
     let properties = WriterProperties::builder()
+        .set_key_value_metadata(provenance)
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();

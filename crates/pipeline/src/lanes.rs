@@ -186,13 +186,28 @@ fn absorb(
     let Some(open) = lane.open.take() else {
         return Ok(None);
     };
+    // Where the file's rows came from: the segment's source and positions.
+    let coordinates = [
+        ("delink.source", open.segment.source.to_string()),
+        (
+            "delink.first_position",
+            open.segment.first_position.to_string(),
+        ),
+        ("delink.end_position", processed.end_position.to_string()),
+    ]
+    .map(|(key, value)| (key.to_owned(), value));
     let mut files = Vec::new();
     for (output, segment_files) in [
         (Output::History, open.history),
         (Output::Devices, open.devices),
         (Output::Quarantine, open.quarantine),
     ] {
-        files.extend(segment_files.seal()?.into_iter().map(|file| (output, file)));
+        files.extend(
+            segment_files
+                .seal(&coordinates)?
+                .into_iter()
+                .map(|file| (output, file)),
+        );
     }
     Ok(Some(SealedSegment {
         lane: processed.lane,

@@ -12,7 +12,7 @@ use delink_datadir::{DataLayout, WorkerSpace, purge_quarantine, quarantine_schem
 use delink_decode::DecodeLimits;
 use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore};
 use delink_keystore_postgres::PostgresKeyStore;
-use delink_model::{Dataset, DeadLetters, PipelineStopped, Scope, Source};
+use delink_model::{Dataset, DeadLetters, PipelineStopped, SCHEMA_V1, Scope, Source};
 use delink_policy::Plan;
 use delink_sink_parquet::{PartitionedWriter, WriterOptions};
 use delink_source_ndjson::{NdjsonSource, SourceOptions};
@@ -66,6 +66,9 @@ pub enum StoreAccess {
     /// Every other command: a missing store is an error, and nothing is created.
     Existing,
 }
+
+/// The version of the output columns' layout (`docs/schema.md`), in every file's metadata.
+const OUTPUT_SCHEMA_VERSION: &str = "1";
 
 /// How often progress is reported and the published watermark written.
 const TICK: Duration = Duration::from_secs(1);
@@ -340,6 +343,23 @@ impl Pipeline {
         let output = &self.config.output;
         // history/ and the quarantine hold personal data (pseudonymised or sealed):
         // owner-only; devices/ is de-linked and meant for analysts.
+        // What every file was written with; a file's own source coordinates come at seal.
+        let provenance = vec![
+            (
+                "delink.version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            ),
+            ("delink.input_schema".to_owned(), SCHEMA_V1.to_owned()),
+            (
+                "delink.output_schema_version".to_owned(),
+                OUTPUT_SCHEMA_VERSION.to_owned(),
+            ),
+            ("delink.policy_digest".to_owned(), self.plan.digest.clone()),
+            (
+                "delink.kek_version".to_owned(),
+                self.store.kek_version().to_string(),
+            ),
+        ];
         let options = |dataset: &str, plain_columns: Vec<String>| WriterOptions {
             row_group_rows: output.row_group_rows,
             zstd_level: output.zstd_level,
@@ -347,6 +367,7 @@ impl Pipeline {
             dataset: dataset.to_owned(),
             plain_columns,
             owner_only: dataset != "devices",
+            metadata: provenance.clone(),
         };
         let staging = self.space.staging();
         let layout = &self.layout;

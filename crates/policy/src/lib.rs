@@ -22,7 +22,9 @@ pub fn compile(toml_text: &str) -> Result<Plan> {
     let file: PolicyFile = toml::from_str(toml_text).map_err(|error| PolicyError::Parse {
         message: error.to_string(),
     })?;
-    validate::validate(&file)
+    let mut plan = validate::validate(&file)?;
+    plan.digest = blake3::hash(toml_text.as_bytes()).to_hex().to_string();
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ pub struct Plan {
     pub history: DatasetPlan,
     /// Columns of `devices/`.
     pub devices: DatasetPlan,
+    /// BLAKE3 of the policy text (hex): names the policy every output file was written under.
+    pub digest: String,
 }
 
 impl Plan {

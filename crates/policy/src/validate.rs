@@ -27,7 +27,11 @@ pub(crate) fn validate(file: &PolicyFile) -> Result<Plan> {
     if !problems.is_empty() {
         return Err(PolicyError::Invalid { problems });
     }
-    Ok(Plan { history, devices })
+    Ok(Plan {
+        history,
+        devices,
+        digest: String::new(),
+    })
 }
 
 fn dataset_plan(dataset: Dataset, rules: &DatasetRules, problems: &mut Vec<String>) -> DatasetPlan {

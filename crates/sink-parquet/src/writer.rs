@@ -34,6 +34,8 @@ pub struct WriterOptions {
     pub plain_columns: Vec<String>,
     /// The output may hold personal data: its directories and files are owner-only.
     pub owner_only: bool,
+    /// Key-value metadata of every file (provenance), besides `delink.dataset`.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// A closed file (footer written) waiting in the staging directory to be published.
@@ -97,10 +99,12 @@ impl PartitionedWriter {
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_max_row_group_size(options.row_group_rows)
             .set_created_by(format!("delink {}", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(vec![KeyValue::new(
-                "delink.dataset".to_owned(),
-                options.dataset.clone(),
-            )]));
+            .set_key_value_metadata(Some(
+                std::iter::once(("delink.dataset".to_owned(), options.dataset.clone()))
+                    .chain(options.metadata.iter().cloned())
+                    .map(|(key, value)| KeyValue::new(key, value))
+                    .collect(),
+            ));
         for column in &options.plain_columns {
             properties =
                 properties.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
@@ -183,11 +187,16 @@ impl SegmentFiles {
         }
     }
 
-    /// Closes every file of the segment (footer written) without making it visible;
-    /// the caller publishes them with [`publish`], which fsyncs them first.
-    pub fn seal(self) -> Result<Vec<SealedFile>> {
+    /// Closes every file of the segment (footer written, with `metadata` added to its
+    /// key-value metadata) without making it visible; the caller publishes them with
+    /// [`publish`], which fsyncs them first.
+    pub fn seal(self, metadata: &[(String, String)]) -> Result<Vec<SealedFile>> {
         let mut sealed = Vec::with_capacity(self.open.len());
-        for file in self.open.into_values() {
+        for mut file in self.open.into_values() {
+            for (key, value) in metadata {
+                file.writer
+                    .append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+            }
             let staged = file.staged;
             let inner = file
                 .writer

@@ -48,6 +48,9 @@ impl KeyStore for CountingStore {
     fn keys_per_kek_version(&self) -> Result<BTreeMap<u32, u64>> {
         self.inner.keys_per_kek_version()
     }
+    fn kek_version(&self) -> u32 {
+        self.inner.kek_version()
+    }
     fn erase_epochs_before(&self, scope: Scope, before_epoch: u32) -> Result<u64> {
         self.inner.erase_epochs_before(scope, before_epoch)
     }

@@ -14,6 +14,7 @@ fn options(budget: usize) -> WriterOptions {
         dataset: "test".into(),
         plain_columns: vec!["n".into()],
         owner_only: false,
+        metadata: Vec::new(),
     }
 }
 
@@ -68,7 +69,7 @@ fn nothing_is_visible_until_published_and_rerun_replaces() {
         segment
             .write("date=2026-11-20", &batch(15..20))
             .expect("write");
-        let sealed = segment.seal().expect("seal");
+        let sealed = segment.seal(&[]).expect("seal");
         assert!(sealed.iter().all(|f| f.bytes > 0));
         assert!(sealed.iter().all(|f| {
             f.final_path().ends_with(
@@ -108,7 +109,7 @@ fn a_tiny_budget_flushes_row_groups_early() {
             .write("date=2026-11-20", &batch(start * 100..start * 100 + 100))
             .expect("write");
     }
-    let sealed = segment.seal().expect("seal");
+    let sealed = segment.seal(&[]).expect("seal");
     publish(&sealed).expect("publish");
     let file = File::open(sealed[0].final_path()).expect("open");
     let metadata = ParquetRecordBatchReaderBuilder::try_new(file)
