@@ -71,6 +71,30 @@ struct PendingBatch {
     since: Instant,
 }
 
+impl PendingBatch {
+    /// Starts a batch of `segment`; `already_published` marks records re-read only to
+    /// refill the replay window.
+    fn start(
+        lane: LaneId,
+        segment: SegmentId,
+        already_published: bool,
+        now: Instant,
+        context: &mut dyn SourceContext,
+    ) -> Self {
+        PendingBatch {
+            batch: RawBatch {
+                lane,
+                segment,
+                already_published,
+                resumable: true,
+                data: context.buffer(),
+                ..RawBatch::default()
+            },
+            since: now,
+        }
+    }
+}
+
 /// One assignment of one topic-partition.
 #[derive(Debug)]
 pub(crate) struct Lane {
@@ -163,16 +187,9 @@ impl Lane {
         segment.bytes += value.len() as u64;
         let segment_id = segment.id.clone();
         let (records, bytes) = (segment.records, segment.bytes);
-        let pending = self.pending.get_or_insert_with(|| PendingBatch {
-            batch: RawBatch {
-                lane: self.id,
-                segment: segment_id,
-                resumable: true,
-                data: context.buffer(),
-                ..RawBatch::default()
-            },
-            since: now,
-        });
+        let pending = self
+            .pending
+            .get_or_insert_with(|| PendingBatch::start(self.id, segment_id, false, now, context));
         append(&mut pending.batch, offset, value, self.limits.keep_bytes);
         self.next_offset = offset + 1;
         let segment_full = match self.rebuild_end {
@@ -322,20 +339,13 @@ impl Lane {
         now: Instant,
         context: &mut dyn SourceContext,
     ) -> Result<(), PipelineStopped> {
-        let pending = self.pending.get_or_insert_with(|| PendingBatch {
-            batch: RawBatch {
-                lane: self.id,
-                segment: SegmentId {
-                    source: Arc::clone(&self.identity),
-                    first_position: offset,
-                },
-                already_published: true,
-                resumable: true,
-                data: context.buffer(),
-                ..RawBatch::default()
-            },
-            since: now,
-        });
+        let segment = SegmentId {
+            source: Arc::clone(&self.identity),
+            first_position: offset,
+        };
+        let pending = self
+            .pending
+            .get_or_insert_with(|| PendingBatch::start(self.id, segment, true, now, context));
         append(&mut pending.batch, offset, value, self.limits.keep_bytes);
         if self.pending_full() {
             self.flush(context)?;
