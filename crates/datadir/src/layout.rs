@@ -57,10 +57,16 @@ impl DataLayout {
 
 /// Names the Hive partition directory of a UTC day (days since the Unix epoch).
 pub fn date_partition(day: i32) -> String {
-    let date = chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0)
+    format!("date={}", format_day(day))
+}
+
+/// Formats a UTC day (days since 1970-01-01) as `YYYY-MM-DD`.
+pub fn format_day(day: i32) -> String {
+    chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0)
         .map(|moment| moment.date_naive())
-        .unwrap_or_default();
-    format!("date={}", date.format("%Y-%m-%d"))
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// Returns the UTC day of a timestamp in microseconds.

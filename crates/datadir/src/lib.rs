@@ -20,7 +20,7 @@ mod worker_space;
 
 pub use checkpoint::CheckpointFile;
 pub use expiry::purge_expired;
-pub use layout::{DataLayout, date_partition, parse_day, utc_day};
+pub use layout::{DataLayout, date_partition, format_day, parse_day, utc_day};
 pub use private::{
     PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, append_private_file, create_private_dir_all,
     create_private_file,

@@ -9,7 +9,8 @@ use std::sync::mpsc::SyncSender;
 use anyhow::{Result, anyhow};
 use arrow_array::BooleanArray;
 use arrow_select::filter::filter_record_batch;
-use delink_datadir::date_partition;
+use delink_datadir::{date_partition, format_day};
+use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, SegmentId};
 use delink_sink_parquet::{PartitionedWriter, SegmentFiles};
 use delink_telemetry::{Metrics, Output};
@@ -50,6 +51,8 @@ pub(crate) struct OrderedStage<'p> {
     metrics: &'p Metrics,
     publisher: SyncSender<SealedSegment>,
     dead_letters: Option<&'p dyn DeadLetters>,
+    /// Read at each seal: a long-running worker sees KEK rotations.
+    store: &'p dyn KeyStore,
 }
 
 impl<'p> OrderedStage<'p> {
@@ -59,6 +62,7 @@ impl<'p> OrderedStage<'p> {
         metrics: &'p Metrics,
         publisher: SyncSender<SealedSegment>,
         dead_letters: Option<&'p dyn DeadLetters>,
+        store: &'p dyn KeyStore,
     ) -> Self {
         OrderedStage {
             outputs,
@@ -67,6 +71,7 @@ impl<'p> OrderedStage<'p> {
             metrics,
             publisher,
             dead_letters,
+            store,
         }
     }
 
@@ -85,7 +90,14 @@ impl<'p> OrderedStage<'p> {
         while let Some(next) = lane.waiting.remove(&lane.next_sequence) {
             lane.next_sequence += 1;
             lane_closed = next.closes_lane;
-            let sealed = absorb(lane, &self.outputs, self.metrics, self.dead_letters, next)?;
+            let sealed = absorb(
+                lane,
+                &self.outputs,
+                self.metrics,
+                self.dead_letters,
+                self.store,
+                next,
+            )?;
             if let Some(sealed) = sealed {
                 self.publisher
                     .send(sealed)
@@ -115,6 +127,7 @@ fn absorb(
     outputs: &Outputs,
     metrics: &Metrics,
     dead_letters: Option<&dyn DeadLetters>,
+    store: &dyn KeyStore,
     mut processed: ProcessedBatch,
 ) -> Result<Option<SealedSegment>> {
     let first_seen: Vec<bool> = processed
@@ -172,11 +185,11 @@ fn absorb(
         *open.rows.entry(partition.dataset).or_insert(0) += batch.num_rows() as u64;
     }
     if let Some(rows) = &processed.quarantine {
-        let partition = date_partition(processed.quarantine_day);
-        open.quarantine.write(&partition, rows)?;
+        open.quarantine
+            .write(&date_partition(processed.quarantine_day), rows)?;
         if let Some(destination) = dead_letters {
-            let day = partition.trim_start_matches("date=");
-            crate::dead_letters::send_rows(destination, day, rows)?;
+            let day = format_day(processed.quarantine_day);
+            crate::dead_letters::send_rows(destination, &day, rows)?;
         }
     }
     count(metrics, &processed, duplicates);
@@ -186,7 +199,7 @@ fn absorb(
     let Some(open) = lane.open.take() else {
         return Ok(None);
     };
-    // Where the file's rows came from: the segment's source and positions.
+    // Where the file's rows came from, and the KEK version current as it is sealed.
     let coordinates = [
         ("delink.source", open.segment.source.to_string()),
         (
@@ -194,6 +207,7 @@ fn absorb(
             open.segment.first_position.to_string(),
         ),
         ("delink.end_position", processed.end_position.to_string()),
+        ("delink.kek_version", store.kek_version().to_string()),
     ]
     .map(|(key, value)| (key.to_owned(), value));
     let mut files = Vec::new();

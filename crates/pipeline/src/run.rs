@@ -178,6 +178,7 @@ impl Pipeline {
             &self.metrics,
             publish_tx,
             self.dead_letters.as_deref(),
+            self.store.as_ref(),
         );
         let outcome = std::thread::scope(|scope| {
             let dispatch = Dispatch::new(
@@ -343,7 +344,8 @@ impl Pipeline {
         let output = &self.config.output;
         // history/ and the quarantine hold personal data (pseudonymised or sealed):
         // owner-only; devices/ is de-linked and meant for analysts.
-        // What every file was written with; a file's own source coordinates come at seal.
+        // What every file of the run is written with; a file's source coordinates and
+        // KEK version come at seal.
         let provenance = vec![
             (
                 "delink.version".to_owned(),
@@ -355,10 +357,6 @@ impl Pipeline {
                 OUTPUT_SCHEMA_VERSION.to_owned(),
             ),
             ("delink.policy_digest".to_owned(), self.plan.digest.clone()),
-            (
-                "delink.kek_version".to_owned(),
-                self.store.kek_version().to_string(),
-            ),
         ];
         let options = |dataset: &str, plain_columns: Vec<String>| WriterOptions {
             row_group_rows: output.row_group_rows,

@@ -115,9 +115,7 @@ pub(crate) fn process(
             lookups.finish();
             processed
         });
-    let mut buffer = std::mem::take(&mut work.batch.data);
-    buffer.clear();
-    (processed, buffer)
+    (processed, std::mem::take(&mut work.batch.data))
 }
 
 fn transform_batch(
