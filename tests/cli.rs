@@ -1,8 +1,8 @@
 //! The command line: help, validation and errors that say what to do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::util::{delink, run_ok};
+use crate::util::{delink, kek_path, run_ok};
 
 /// A scratch directory holding a generated input and room for a data directory.
 struct Scratch {
@@ -81,7 +81,7 @@ fn a_store_without_its_kek_is_refused() {
         data,
     } = scratch(&["--count", "50"]);
     run_ok(delink().arg("run").arg(&input).arg("--data-dir").arg(&data));
-    std::fs::remove_file(data.join("keys/kek")).expect("remove kek");
+    std::fs::remove_file(kek_path(&data)).expect("remove kek");
     let output = delink()
         .arg("run")
         .arg(&input)
@@ -92,6 +92,87 @@ fn a_store_without_its_kek_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no KEK was found"), "{stderr}");
+}
+
+/// Runs `delink <args> --data-dir <data>` expecting a refusal; returns stderr.
+fn refused(data: &Path, args: &[&str]) -> String {
+    let output = delink()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "{args:?} was not refused: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn a_store_that_is_missing_cut_or_older_than_the_output_is_refused() {
+    let Scratch { dir, input, data } = scratch(&["--count", "3000", "--seed", "5"]);
+    let later = dir.path().join("later.ndjson");
+    run_ok(
+        delink()
+            .args(["gen", "--count", "3000", "--seed", "6", "--output"])
+            .arg(&later),
+    );
+    let run = |path: &Path| {
+        run_ok(delink().arg("run").arg(path).arg("--data-dir").arg(&data));
+    };
+    run(&input);
+    let keys = data.join("keys");
+    let older = dir.path().join("keys-backup");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&keys)
+        .arg(&older)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    run(&later);
+    let pristine = std::fs::read(keys.join("entities.log")).expect("log");
+
+    // An older store (restored from the backup) lacks keys the output was written with.
+    let current = dir.path().join("keys-current");
+    std::fs::rename(&keys, &current).expect("move");
+    std::fs::rename(&older, &keys).expect("restore");
+    let stderr = refused(&data, &["run", later.to_str().expect("path")]);
+    assert!(
+        stderr.contains("shorter than the published output"),
+        "{stderr}"
+    );
+    let stderr = refused(&data, &["keys", "status"]);
+    assert!(
+        stderr.contains("shorter than the published output"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&keys).expect("remove");
+    std::fs::rename(&current, &keys).expect("back");
+
+    // A log cut at a record boundary.
+    let cut = &pristine[..pristine.len() - 3 * 209];
+    std::fs::write(keys.join("entities.log"), cut).expect("cut");
+    let stderr = refused(&data, &["run", later.to_str().expect("path")]);
+    assert!(stderr.contains("cut off"), "{stderr}");
+    std::fs::write(keys.join("entities.log"), &pristine).expect("restore");
+
+    // No store at all next to published output: never a fresh one.
+    std::fs::remove_dir_all(&keys).expect("delete keys/");
+    for args in [
+        vec!["run", later.to_str().expect("path")],
+        vec!["keys", "status"],
+        vec!["retention"],
+    ] {
+        let stderr = refused(&data, &args);
+        assert!(
+            stderr.contains("restore the key store from backup"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!keys.exists(), "{args:?} created a store");
+    }
 }
 
 #[test]
@@ -192,7 +273,7 @@ fn a_wrong_kek_stops_the_run_before_anything_is_written() {
             .env("DELINK_KEK", KEK),
     );
     assert!(
-        !data.join("keys/kek").exists(),
+        !kek_path(&data).exists(),
         "a KEK from the environment is never written to disk"
     );
     let listing = |root: &std::path::Path| {
@@ -230,6 +311,71 @@ fn a_wrong_kek_stops_the_run_before_anything_is_written() {
         "the KEK never appears in an error"
     );
     assert_eq!(listing(&data), before, "nothing was rewritten");
+}
+
+#[test]
+fn a_keyring_inside_the_data_directory_is_never_created_and_when_found_nothing_is_complete() {
+    let Scratch {
+        dir: _dir,
+        input,
+        data,
+    } = scratch(&["--count", "500", "--seed", "12"]);
+    let inside = data.join("keys/kek");
+    let output = delink()
+        .arg("run")
+        .arg(&input)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("DELINK__KEYSTORE__KEK_FILE", &inside)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("refusing to create the keyring"),
+        "{stderr}"
+    );
+    assert!(!inside.exists() && !data.join("keys").exists());
+
+    // A keyring an older release generated inside the data directory.
+    run_ok(delink().arg("run").arg(&input).arg("--data-dir").arg(&data));
+    std::fs::rename(kek_path(&data), &inside).expect("move the keyring in");
+    let account = std::fs::read_to_string(&input)
+        .expect("input")
+        .lines()
+        .find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).ok()?;
+            Some(value.pointer("/user/account_id")?.as_str()?.to_owned())
+        })
+        .expect("an account");
+    let lifecycle = |args: &[&str]| run_ok(delink().args(args).arg("--data-dir").arg(&data));
+    let erased = lifecycle(&[
+        "erase",
+        "--no-wait",
+        "--request-id",
+        "req-in",
+        "--subject",
+        &account,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&erased.stderr)
+            .contains("THE KEYRING IS INSIDE THE DATA DIRECTORY"),
+        "{}",
+        String::from_utf8_lossy(&erased.stderr)
+    );
+    lifecycle(&["keys", "rotate"]);
+    lifecycle(&["keys", "retire", "--older-than", "0s"]);
+    let status = String::from_utf8_lossy(&lifecycle(&["keys", "status"]).stdout).into_owned();
+    assert!(status.contains("req-in"), "{status}");
+    assert!(!status.contains("complete since"), "{status}");
+    assert!(
+        status.contains("WARNING: no erasure is complete"),
+        "{status}"
+    );
+    assert!(
+        status.contains("assumes the keyring is kept apart"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -359,7 +505,8 @@ fn every_file_that_can_hold_personal_data_is_owner_only() {
         let mut command = std::process::Command::new("sh");
         command
             .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
-            .arg(env!("CARGO_BIN_EXE_delink"));
+            .arg(env!("CARGO_BIN_EXE_delink"))
+            .env(delink_config::KEYRING_DIR_ENV, crate::util::keyring_dir());
         command
     };
     let run =

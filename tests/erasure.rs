@@ -9,16 +9,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use delink_keystore::{EmbeddedKeyStore, Entity, KekSource, KeyStore, Keyring, wrap_aad};
+use delink_keystore::{EmbeddedKeyStore, Entity, KekSource, KeyStore, Keyring};
 use delink_model::{Field, Scope};
 use delink_policy::{Action, Plan};
 use delink_transform::pseudonym_hex;
 
-use crate::util::{Input, Snapshot, column_text, columns_text, delink, run_ok, sorted_rows};
+use crate::util::{
+    Input, Snapshot, column_text, columns_text, delink, kek_path, run_ok, sorted_rows,
+};
 
 const POLICY: &str = include_str!("../config/policy.toml");
-const HEADER_LEN: usize = 16;
-const RECORD_LEN: usize = 113;
 
 /// One generated observation's identifiers, normalised as the decoder does.
 #[derive(Debug, Clone, Default)]
@@ -64,8 +64,9 @@ fn ids_of(input: &Input) -> Vec<Ids> {
         .collect()
 }
 
-/// The account with the most observations whose chargers nobody else uses.
-fn pick_subject(ids: &[Ids]) -> (String, Vec<String>) {
+/// The account with the most observations whose chargers nobody else uses;
+/// with `with_components`, one whose charger has components fitted.
+fn pick_subject(ids: &[Ids], with_components: bool) -> (String, Vec<String>) {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for ids in ids {
         if let Some(account) = &ids.account {
@@ -89,7 +90,14 @@ fn pick_subject(ids: &[Ids]) -> (String, Vec<String>) {
                     .as_deref()
                     .is_some_and(|home| homes.contains(home))
         });
-        if !homes.is_empty() && !shared {
+        let fitted = ids.iter().any(|other| {
+            other.serials.len() > 1
+                && other
+                    .installation
+                    .as_deref()
+                    .is_some_and(|home| homes.contains(home))
+        });
+        if !homes.is_empty() && !shared && (fitted || !with_components) {
             return (account.to_owned(), identifiers);
         }
     }
@@ -123,23 +131,92 @@ fn subject_identifiers(ids: &[Ids], account: &str) -> Vec<String> {
 
 /// Every key the adversary can unwrap from a store file with a keyring, and how many failed.
 fn obtainable_keys(log: &Path, keyring: &Keyring) -> (Vec<[u8; 32]>, usize) {
-    let bytes = std::fs::read(log).expect("read store");
-    let (mut keys, mut failed) = (Vec::new(), 0);
-    for record in bytes[HEADER_LEN..].chunks_exact(RECORD_LEN) {
-        let kind = record[0];
-        if Scope::from_code(kind).is_none() && kind != 0 {
-            continue;
+    let copy = delink_keystore::read_copy(log, keyring).expect("read store copy");
+    let keys = copy.keys.iter().map(|(_, key)| *key.expose()).collect();
+    (keys, copy.failed)
+}
+
+/// Copies a directory tree as a backup would (`cp -a`).
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+}
+
+/// Tells whether any file under `dir` contains `needle`.
+fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).expect("list").any(|entry| {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            return dir_contains(&path, needle);
         }
-        let tag: [u8; 32] = record[1..33].try_into().expect("tag");
-        let version = u32::from_le_bytes(record[33..37].try_into().expect("version"));
-        let epoch = u32::from_le_bytes(record[37..41].try_into().expect("epoch"));
-        let wrapped = record[41..].try_into().expect("wrapped");
-        match keyring.unwrap_key(version, wrapped, &wrap_aad(kind, epoch, &tag)) {
-            Ok(key) => keys.push(*key.expose()),
-            Err(_) => failed += 1,
-        }
+        let bytes = std::fs::read(&path).expect("read");
+        bytes.windows(needle.len()).any(|window| window == needle)
+    })
+}
+
+/// One entity of a subject's household, owned (an [`Entity`] borrows).
+struct OwnedEntity {
+    scope: Scope,
+    id: String,
+}
+
+impl OwnedEntity {
+    fn as_entity(&self) -> Entity<'_> {
+        Entity::new(self.scope, &self.id)
     }
-    (keys, failed)
+}
+
+/// The store entities of a subject's identifiers: account, tags, installations, chargers.
+fn subject_entities(ids: &[Ids], subject: &str, identifiers: &[String]) -> Vec<OwnedEntity> {
+    identifiers
+        .iter()
+        .map(|id| {
+            if id == subject {
+                OwnedEntity {
+                    scope: Scope::Subject,
+                    id: format!("account:{id}"),
+                }
+            } else if ids.iter().any(|i| i.rfid.as_deref() == Some(id)) {
+                OwnedEntity {
+                    scope: Scope::Subject,
+                    id: format!("rfid:{id}"),
+                }
+            } else if ids.iter().any(|i| i.installation.as_deref() == Some(id)) {
+                OwnedEntity {
+                    scope: Scope::Installation,
+                    id: id.clone(),
+                }
+            } else {
+                OwnedEntity {
+                    scope: Scope::Device,
+                    id: id.clone(),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Counts the entities whose lookup tags the adversary can compute for a store
+/// copy and finds in it: membership, without unwrapping any entity key.
+fn members_found(log: &Path, keyring: &Keyring, entities: &[OwnedEntity]) -> usize {
+    let copy = delink_keystore::read_copy(log, keyring).expect("read store copy");
+    let Some(index_key) = copy.index_key else {
+        return 0;
+    };
+    entities
+        .iter()
+        .filter(|entity| {
+            copy.tags.contains(&delink_keystore::lookup_tag(
+                &index_key,
+                &entity.as_entity(),
+            ))
+        })
+        .count()
 }
 
 /// Every pseudonymisation context of the policy.
@@ -232,7 +309,7 @@ fn command(data: &Path, args: &[&str]) -> String {
 fn the_adversary_finds_nothing_of_an_erased_subject_once_the_old_kek_is_gone() {
     let input = Input::generate(20_000, 31, 0.0);
     let ids = ids_of(&input);
-    let (subject, identifiers) = pick_subject(&ids);
+    let (subject, identifiers) = pick_subject(&ids, false);
     let plan = delink_policy::compile(POLICY).expect("policy");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
@@ -246,10 +323,27 @@ fn the_adversary_finds_nothing_of_an_erased_subject_once_the_old_kek_is_gone() {
         ],
     );
     let before = Snapshot::read(&data);
-    let keyring_path = data.join("keys/kek");
-    let backup: PathBuf = dir.path().join("backup-entities.log");
-    std::fs::copy(data.join("keys/entities.log"), &backup).expect("backup");
+    let keyring_path = kek_path(&data);
+    assert!(
+        keyring_path.exists() && !keyring_path.starts_with(&data),
+        "the shipped defaults keep the keyring apart from the data directory"
+    );
+    // The backup: the whole data directory, as a backup job would copy it.
+    let backup_dir = dir.path().join("backup");
+    copy_dir(&data, &backup_dir);
+    let backup: PathBuf = backup_dir.join("keys/entities.log");
     let old_kek = std::fs::read_to_string(&keyring_path).expect("kek");
+    let old_hex = old_kek
+        .trim()
+        .split(':')
+        .next_back()
+        .expect("hex")
+        .to_owned();
+    assert!(
+        !dir_contains(&backup_dir, old_hex.as_bytes()),
+        "the backup holds the KEK"
+    );
+    let entities = subject_entities(&ids, &subject, &identifiers);
 
     // The subject's history pseudonym, and the export of another subject, before erasure.
     let (account_column, account_context) = history_context(&plan, Field::UserAccountId);
@@ -289,9 +383,14 @@ fn the_adversary_finds_nothing_of_an_erased_subject_once_the_old_kek_is_gone() {
         .expect("keyring")
         .expect("present");
     let (backup_keys, _) = obtainable_keys(&backup, &both);
+    let backed_up = Snapshot::read(&backup_dir);
     assert!(
-        rows_linked(&before, &plan, &backup_keys, &identifiers) > 0,
+        rows_linked(&backed_up, &plan, &backup_keys, &identifiers) > 0,
         "the adversary must be able to succeed before retirement"
+    );
+    assert!(
+        members_found(&backup, &both, &entities) > 0,
+        "before retirement the backup's index key confirms the subject was there"
     );
 
     logs.push_str(&command(&data, &["keys", "retire", "--older-than", "0s"]));
@@ -312,12 +411,32 @@ fn the_adversary_finds_nothing_of_an_erased_subject_once_the_old_kek_is_gone() {
         "no backup key unwraps after retirement"
     );
     assert!(backup_failures > 0);
+    assert_eq!(
+        members_found(&backup, &current, &entities),
+        0,
+        "nothing current confirms the subject was in the backup"
+    );
+    let current_index = delink_keystore::read_copy(&data.join("keys/entities.log"), &current)
+        .expect("current store")
+        .index_key
+        .expect("the current index key unwraps");
+    let backup_tags = delink_keystore::read_copy(&backup, &current)
+        .expect("backup")
+        .tags;
+    for entity in &entities {
+        let tag = delink_keystore::lookup_tag(&current_index, &entity.as_entity());
+        assert!(
+            !backup_tags.contains(&tag),
+            "the current index key recomputes a tag of the backup"
+        );
+    }
     let old_only = Keyring::from_text(old_kek.trim()).expect("old kek text");
     let (current_keys, _) = obtainable_keys(&data.join("keys/entities.log"), &current);
     assert!(!current_keys.is_empty());
     let mut every_key = current_keys.clone();
     every_key.extend(obtainable_keys(&backup, &current).0);
     assert_eq!(rows_linked(&after, &plan, &every_key, &identifiers), 0);
+    assert_eq!(rows_linked(&backed_up, &plan, &every_key, &identifiers), 0);
     assert!(
         obtainable_keys(&data.join("keys/entities.log"), &old_only)
             .0
@@ -401,7 +520,7 @@ fn the_adversary_finds_nothing_of_an_erased_subject_once_the_old_kek_is_gone() {
     assert!(export_dir.join("columns.json").exists());
 
     // No secret and no identifier of the subject in any command's output.
-    let new_kek = std::fs::read_to_string(data.join("keys/kek")).expect("kek");
+    let new_kek = std::fs::read_to_string(kek_path(&data)).expect("kek");
     for secret in [old_kek.trim(), new_kek.trim()] {
         let hex = secret.split(':').next_back().expect("hex");
         assert!(!logs.contains(&hex[..16]), "a KEK appears in the logs");
@@ -497,7 +616,7 @@ fn no_row_hashed_after_an_erasure_is_effective_uses_the_erased_key() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let kek = KekSource::File(data.join("keys/kek"));
+    let kek = KekSource::File(kek_path(&data));
     let entity_id = format!("account:{subject}");
     let started = Instant::now();
     let old_key = loop {
@@ -701,4 +820,172 @@ fn erase_then_retention_while_two_workers_run_removes_the_subject_and_the_worker
         assert!(worker.wait().expect("worker ends").success());
     }
     assert_eq!(devices_rows(), before_more + 2 * distinct(&later.lines));
+}
+
+/// Writes an erasure request file for every identifier but the account itself.
+fn household_requests(ids: &[Ids], subject: &str, identifiers: &[String], path: &Path) {
+    let mut request = String::new();
+    for entity in subject_entities(ids, subject, identifiers) {
+        let line = match (entity.scope, entity.id.split_once(':')) {
+            (Scope::Subject, Some(("rfid", tag))) => format!("rfid {tag}"),
+            (Scope::Subject, _) => continue,
+            (Scope::Installation, _) => format!("installation {}", entity.id),
+            _ => format!("device {}", entity.id),
+        };
+        request.push_str(&line);
+        request.push('\n');
+    }
+    std::fs::write(path, request).expect("requests");
+}
+
+/// Counts devices/ rows whose observation pseudonym is one of `observations` under any of `keys`.
+fn observations_found(
+    snapshot: &Snapshot,
+    plan: &Plan,
+    keys: &[[u8; 32]],
+    observations: &[String],
+) -> usize {
+    let (column, context) = plan
+        .devices
+        .columns
+        .iter()
+        .find(|column| column.field == Field::ObservationId)
+        .and_then(|column| match &column.action {
+            Action::Pseudonymise { context, .. } => Some((column.name.clone(), context.clone())),
+            _ => None,
+        })
+        .expect("devices/ pseudonymises observation ids");
+    let candidates: HashSet<String> = keys
+        .iter()
+        .flat_map(|key| {
+            observations
+                .iter()
+                .map(|id| pseudonym_hex(key, &context, id))
+        })
+        .collect();
+    snapshot
+        .devices
+        .iter()
+        .flat_map(|batch| column_text(batch, &column))
+        .filter(|cell| candidates.contains(cell))
+        .count()
+}
+
+#[test]
+fn erasing_a_household_unlinks_its_charger_and_components_in_every_epoch() {
+    let input = Input::generate(12_000, 47, 0.0);
+    let ids = ids_of(&input);
+    let (subject, identifiers) = pick_subject(&ids, true);
+    let entities = subject_entities(&ids, &subject, &identifiers);
+    let chargers: BTreeSet<String> = ids
+        .iter()
+        .filter(|i| {
+            i.installation
+                .as_ref()
+                .is_some_and(|home| identifiers.contains(home))
+        })
+        .map(|i| i.serials[0].clone())
+        .collect();
+    let serials: Vec<String> = entities
+        .iter()
+        .filter(|entity| entity.scope == Scope::Device)
+        .map(|entity| entity.id.clone())
+        .collect();
+    let observations: Vec<String> = ids
+        .iter()
+        .filter(|i| chargers.contains(&i.serials[0]))
+        .map(|i| i.observation.clone())
+        .collect();
+    assert!(
+        serials.len() > chargers.len(),
+        "the household has components"
+    );
+    let plan = delink_policy::compile(POLICY).expect("policy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let daily_epochs = [("DELINK__KEYSTORE__DEVICE_EPOCH_DAYS", "1")];
+    run_ok(
+        delink()
+            .args(["run", "--progress", "never", "--data-dir"])
+            .arg(&data)
+            .arg(&input.path)
+            .envs(daily_epochs),
+    );
+    let keyring = Keyring::load(&KekSource::File(kek_path(&data)), false)
+        .expect("keyring")
+        .expect("present");
+    let log = data.join("keys/entities.log");
+    let before = Snapshot::read(&data);
+    let (keys, _) = obtainable_keys(&log, &keyring);
+    assert!(rows_linked(&before, &plan, &keys, &serials) > 0);
+    assert!(observations_found(&before, &plan, &keys, &observations) > 0);
+
+    // The household's keys span several epochs, for the charger and for its components.
+    let store = crate::util::open_store(&data);
+    // Epochs are days since 1970 (plus one); the input spans 2026-11-18..21.
+    let day = |d: u32| {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 11, d)
+            .expect("date")
+            .and_hms_opt(12, 0, 0)
+            .expect("time")
+            .and_utc();
+        delink_config::device_epoch(1, at.timestamp_micros())
+    };
+    let epochs = day(10)..day(30);
+    let keyed_epochs = |component: Option<&str>| {
+        epochs
+            .clone()
+            .filter(|epoch| {
+                chargers.iter().any(|charger| {
+                    let entity = match component {
+                        Some(serial) => Entity::component(charger, serial, *epoch),
+                        None => Entity::device(charger, *epoch),
+                    };
+                    store.existing_key(&entity).expect("lookup").is_some()
+                })
+            })
+            .collect::<Vec<u32>>()
+    };
+    let components: Vec<&String> = serials.iter().filter(|s| !chargers.contains(*s)).collect();
+    assert!(keyed_epochs(None).len() > 1, "{:?}", keyed_epochs(None));
+    let component_epochs: Vec<u32> = components
+        .iter()
+        .flat_map(|serial| keyed_epochs(Some(serial)))
+        .collect();
+    assert!(component_epochs.len() > 1, "{component_epochs:?}");
+    drop(store);
+
+    let requests = dir.path().join("requests.txt");
+    household_requests(&ids, &subject, &identifiers, &requests);
+    let erased = run_ok(
+        delink()
+            .args(["erase", "--no-wait", "--subject", &subject, "--data-dir"])
+            .arg(&data)
+            .arg("--file")
+            .arg(&requests)
+            .envs(daily_epochs),
+    );
+    assert!(erased.status.success());
+
+    let after = Snapshot::read(&data);
+    let (keys, _) = obtainable_keys(&log, &keyring);
+    assert!(!keys.is_empty(), "other households keep their keys");
+    assert_eq!(rows_linked(&after, &plan, &keys, &serials), 0);
+    assert_eq!(observations_found(&after, &plan, &keys, &observations), 0);
+    let store = crate::util::open_store(&data);
+    for charger in &chargers {
+        for epoch in epochs.clone().chain([0]) {
+            assert!(
+                store
+                    .existing_key(&Entity::device(charger, epoch))
+                    .expect("lookup")
+                    .is_none()
+            );
+            for component in &components {
+                let entity = Entity::component(charger, component, epoch);
+                assert!(store.existing_key(&entity).expect("lookup").is_none());
+            }
+        }
+    }
+    assert_eq!(sorted_rows(&after.devices), sorted_rows(&before.devices));
 }

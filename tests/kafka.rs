@@ -35,7 +35,6 @@ const PARTITIONS: &str = "4";
 const SEED: u64 = 1;
 const BAD_FRACTION: f64 = 0.01;
 const KEK: &str = "1:0707070707070707070707070707070707070707070707070707070707070707";
-const DEVICES_OBSERVATION: &str = "delink pseudonym v1 devices/observation_id";
 const HISTORY_OBSERVATION: &str = "delink pseudonym v1 history/observation_id";
 /// A safety net for waits that should end in seconds; never what a test asserts.
 const PATIENCE: Duration = Duration::from_secs(240);
@@ -357,15 +356,10 @@ fn subject_of(line: &[u8]) -> Option<String> {
 /// once, every broken line in the quarantine once.
 fn assert_exactly_once(data: &Path, loaded: &Loaded) {
     let store = open_store(data);
-    let devices_key = store
-        .existing_key(&Entity::new(Scope::Dataset, "devices"))
-        .expect("store")
-        .expect("devices key");
     let mut expected_devices: Vec<String> = loaded
         .inputs
         .iter()
-        .flat_map(Input::first_valid)
-        .map(|(_, id, _)| pseudonym_hex(devices_key.expose(), DEVICES_OBSERVATION, &id))
+        .flat_map(|input| input.devices_observation_pseudonyms(&store))
         .collect();
     expected_devices.sort();
     let devices = pseudonyms(data, "devices");

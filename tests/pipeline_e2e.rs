@@ -10,7 +10,6 @@ use delink_transform::pseudonym_hex;
 
 use crate::util::{column_text, open_store, sorted_rows, two_runs};
 
-const DEVICES_OBSERVATION: &str = "delink pseudonym v1 devices/observation_id";
 const HISTORY_OBSERVATION: &str = "delink pseudonym v1 history/observation_id";
 
 fn column_values<'a>(
@@ -55,16 +54,7 @@ fn subjects(runs: &crate::util::TwoRuns) -> HashMap<u64, String> {
 fn every_valid_observation_is_in_devices_exactly_once() {
     let runs = two_runs();
     let store = open_store_after_runs();
-    let devices_key = store
-        .existing_key(&Entity::new(Scope::Dataset, "devices"))
-        .expect("store")
-        .expect("devices key");
-    let expected: Vec<String> = runs
-        .input
-        .first_valid()
-        .iter()
-        .map(|(_, id, _)| pseudonym_hex(devices_key.expose(), DEVICES_OBSERVATION, id))
-        .collect();
+    let expected: Vec<String> = runs.input.devices_observation_pseudonyms(store);
     let mut written = column_values(&runs.first.devices, "observation_pseudonym");
     assert_eq!(
         written.len(),

@@ -1,6 +1,6 @@
 //! Shared fixtures: generated input, runs of the binary, Parquet read back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -8,13 +8,35 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use delink_keystore::{EmbeddedKeyStore, KekSource};
+use delink_keystore::{EmbeddedKeyStore, Entity, KekSource, KeyStore};
 use delink_synth::{Generated, Generator, SynthConfig, Truth};
+use delink_transform::pseudonym_hex;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// Path of the binary under test.
+/// The pseudonymisation context of `devices/` observation ids (shipped policy).
+pub(crate) const DEVICES_OBSERVATION: &str = "delink pseudonym v1 devices/observation_id";
+
+/// Path of the binary under test, with default keyrings kept under the test target dir.
 pub(crate) fn delink() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_delink"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_delink"));
+    command.env(delink_config::KEYRING_DIR_ENV, keyring_dir());
+    command
+}
+
+/// Where the tests' default keyrings live: apart from every data directory
+/// (one file per data directory), never in the user's home.
+pub(crate) fn keyring_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keyrings")
+}
+
+/// The keyring file delink uses by default for the data directory `data`.
+pub(crate) fn kek_path(data: &Path) -> PathBuf {
+    let config = delink_config::Config {
+        data_dir: data.to_path_buf(),
+        keyring_dir: Some(keyring_dir()),
+        ..delink_config::Config::default()
+    };
+    config.kek_file()
 }
 
 /// Runs the binary to completion, failing the test with its output when it fails.
@@ -77,6 +99,38 @@ impl Input {
             }
         }
         found
+    }
+
+    /// The normalised charger serial of a valid line (numbered from 1).
+    pub(crate) fn charger_serial(&self, line: u64) -> String {
+        let value: serde_json::Value =
+            serde_json::from_slice(&self.lines[line as usize - 1].line).expect("json");
+        let serial = value
+            .pointer("/charger/serial")
+            .and_then(|serial| serial.as_str())
+            .expect("a valid line has a charger serial");
+        delink_decode::normalise_identifier(delink_model::Field::ChargerSerial, serial)
+            .expect("a valid serial")
+    }
+
+    /// The `devices/` observation pseudonyms of the valid first sightings, each
+    /// under its charger's key (device epochs off, as by default).
+    pub(crate) fn devices_observation_pseudonyms(&self, store: &dyn KeyStore) -> Vec<String> {
+        let mut keys: HashMap<String, [u8; 32]> = HashMap::new();
+        self.first_valid()
+            .iter()
+            .map(|(line, id, _)| {
+                let serial = self.charger_serial(*line);
+                let key = keys.entry(serial).or_insert_with_key(|serial| {
+                    *store
+                        .existing_key(&Entity::device(serial, 0))
+                        .expect("store")
+                        .expect("every charger has a key")
+                        .expose()
+                });
+                pseudonym_hex(key, DEVICES_OBSERVATION, id)
+            })
+            .collect()
     }
 
     /// Broken lines: (line number, expected reason).
@@ -275,7 +329,7 @@ pub(crate) fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
 
 /// Opens the key store a run left behind, with the KEK it generated.
 pub(crate) fn open_store(data: &Path) -> EmbeddedKeyStore {
-    EmbeddedKeyStore::open(&data.join("keys"), &KekSource::File(data.join("keys/kek")))
+    EmbeddedKeyStore::open(&data.join("keys"), &KekSource::File(kek_path(data)))
         .expect("key store opens with its KEK")
 }
 

@@ -146,6 +146,10 @@ pub(crate) fn run(args: KeysArgs) -> Result<()> {
                     format_time(erasure.at)
                 );
             }
+            println!("{}", status.completeness.assumes);
+            if let Some(reason) = &status.completeness.broken_by {
+                println!("WARNING: no erasure is complete: {reason}");
+            }
         }
     }
     Ok(())

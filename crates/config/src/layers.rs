@@ -1,6 +1,6 @@
 //! Defaults, then a file, then environment overrides.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
@@ -25,17 +25,33 @@ pub fn load(
         }
         None => Table::new(),
     };
+    let mut keyring_dirs = [None, None, None];
     for (name, raw) in environment {
         if let Some(path) = name.strip_prefix(ENV_PREFIX) {
             let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
             set(&mut table, &keys, scalar(&raw));
         }
+        let slot = match name.as_str() {
+            crate::KEYRING_DIR_ENV => 0,
+            "XDG_CONFIG_HOME" => 1,
+            "HOME" => 2,
+            _ => continue,
+        };
+        if !raw.trim().is_empty() {
+            keyring_dirs[slot] = Some(raw);
+        }
     }
-    let config: Config = Value::Table(table)
+    let [own, xdg, home] = keyring_dirs;
+    let keyring_dir = own
+        .map(PathBuf::from)
+        .or_else(|| xdg.map(|dir| Path::new(&dir).join("delink").join("keyrings")))
+        .or_else(|| home.map(|dir| Path::new(&dir).join(".config/delink/keyrings")));
+    let mut config: Config = Value::Table(table)
         .try_into()
         .map_err(|error: toml::de::Error| ConfigError {
             problems: vec![format!("configuration does not fit: {}", error.message())],
         })?;
+    config.keyring_dir = keyring_dir;
     config.validate()?;
     Ok(config)
 }

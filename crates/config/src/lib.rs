@@ -9,7 +9,7 @@
 mod kafka;
 mod layers;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -42,6 +42,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The Kafka source of stream workers (`delink run --kafka`).
     pub kafka: KafkaConfig,
+    /// Where default keyrings live, from the environment (see [`Config::kek_file`]).
+    #[serde(skip)]
+    pub keyring_dir: Option<PathBuf>,
 }
 
 /// Configures the admin HTTP server of `delink run`.
@@ -95,7 +98,8 @@ pub struct KeystoreConfig {
     /// Connection string of the `postgres` backend, e.g.
     /// `host=127.0.0.1 user=delink dbname=delink`; `DELINK_POSTGRES_URL` takes precedence.
     pub postgres_url: Option<String>,
-    /// Keyring (KEK) file; `<data_dir>/keys/kek` when unset. `DELINK_KEK` takes precedence.
+    /// Keyring (KEK) file, kept apart from the data directory; when unset, a
+    /// per-user file (see [`Config::kek_file`]). `DELINK_KEK` takes precedence.
     pub kek_file: Option<PathBuf>,
     /// How often a running worker looks for erasures in the store, in milliseconds.
     pub refresh_interval_ms: u64,
@@ -186,6 +190,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             admin: AdminConfig::default(),
             kafka: KafkaConfig::default(),
+            keyring_dir: None,
         }
     }
 }
@@ -350,12 +355,61 @@ impl Config {
         }
     }
 
-    /// Returns the KEK file in effect.
+    /// Returns the keyring file in effect: `keystore.kek_file`; else a keyring
+    /// an older release generated at `<data_dir>/keys/kek`, while one is there;
+    /// else `<keyring dir>/<data dir name>-<16 hex of its absolute path>.kek`,
+    /// where the keyring dir is `DELINK_KEYRING_DIR`, else
+    /// `$XDG_CONFIG_HOME/delink/keyrings`, else `~/.config/delink/keyrings`.
+    /// So a backup of the data directory never holds the KEK that unwraps it.
     pub fn kek_file(&self) -> PathBuf {
-        self.keystore
-            .kek_file
+        if let Some(path) = &self.keystore.kek_file {
+            return path.clone();
+        }
+        let legacy = self.data_dir.join("keys").join("kek");
+        if legacy.exists() {
+            return legacy;
+        }
+        let dir = self
+            .keyring_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("keys").join("kek"))
+            .unwrap_or_else(|| PathBuf::from(".delink-keyrings"));
+        let absolute =
+            std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        let digest = blake3::hash(absolute.as_os_str().as_encoded_bytes()).to_hex();
+        let name: String = absolute
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        dir.join(format!("{name}-{}.kek", &digest[..16]))
+    }
+
+    /// Tells whether the keyring in effect is a file inside the data directory,
+    /// where every backup of the data would carry it (and undo crypto-shredding).
+    pub fn kek_inside_data_dir(&self) -> bool {
+        let kek_from_env = std::env::var(KEK_ENV).is_ok_and(|text| !text.trim().is_empty());
+        if kek_from_env {
+            return false;
+        }
+        let absolute = |path: &Path| {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            path.canonicalize().unwrap_or(path)
+        };
+        let kek = self.kek_file();
+        let kek = match kek.parent() {
+            Some(parent) => absolute(parent).join(kek.file_name().unwrap_or_default()),
+            None => absolute(&kek),
+        };
+        kek.starts_with(absolute(&self.data_dir))
     }
 
     /// Returns the connection string of the `postgres` backend in effect.
@@ -382,6 +436,12 @@ impl Config {
 
 /// Environment variable that may carry the `postgres` backend's connection string.
 pub const POSTGRES_URL_ENV: &str = "DELINK_POSTGRES_URL";
+
+/// The environment variable that may carry the keyring itself (read by the key store).
+const KEK_ENV: &str = "DELINK_KEK";
+
+/// The environment variable naming the directory of default keyrings.
+pub const KEYRING_DIR_ENV: &str = "DELINK_KEYRING_DIR";
 
 /// Numbers device-key epochs from 1: epoch `n` covers days `[(n-1)·d, n·d)` since 1970.
 pub fn device_epoch(epoch_days: u32, observed_at_us: i64) -> u32 {

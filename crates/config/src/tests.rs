@@ -42,7 +42,11 @@ fn environment_overrides_file_and_defaults() {
     .expect("valid");
     assert_eq!(config.input.segment_records, 5000);
     assert_eq!(config.data_dir, PathBuf::from("/tmp/somewhere"));
-    assert_eq!(config.kek_file(), PathBuf::from("/tmp/somewhere/keys/kek"));
+    let kek = config.kek_file();
+    assert!(
+        kek.starts_with("/root/.config/delink/keyrings/") && !kek.starts_with("/tmp/somewhere"),
+        "{kek:?}"
+    );
     assert_eq!(
         config.input.batch_records,
         InputConfig::default().batch_records
@@ -192,4 +196,36 @@ fn kafka_properties_pass_through_but_reserved_ones_are_refused_and_secrets_never
     .expect("written");
     let error = load(Some(&path), env(&[])).expect_err("reserved");
     assert!(error.to_string().contains("enable.auto.commit"), "{error}");
+}
+
+#[test]
+fn the_default_keyring_lives_outside_the_data_directory_one_per_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keyrings = dir.path().join("keyrings");
+    let at = |data: &str, xdg: Option<&str>| {
+        let mut vars = vec![
+            ("DELINK__DATA_DIR", data.to_owned()),
+            ("HOME", "/home/someone".to_owned()),
+        ];
+        match xdg {
+            Some(xdg) => vars.push(("XDG_CONFIG_HOME", xdg.to_owned())),
+            None => vars.push((crate::KEYRING_DIR_ENV, keyrings.display().to_string())),
+        }
+        load(None, vars.into_iter().map(|(k, v)| (k.to_owned(), v))).expect("valid")
+    };
+    let first = dir.path().join("data-a");
+    let second = dir.path().join("data-b");
+    let a = at(first.to_str().expect("path"), None);
+    let b = at(second.to_str().expect("path"), None);
+    assert!(a.kek_file().starts_with(&keyrings), "{:?}", a.kek_file());
+    assert_ne!(a.kek_file(), b.kek_file());
+    assert!(!a.kek_inside_data_dir());
+    let xdg = at(first.to_str().expect("path"), Some("/xdg"));
+    assert!(xdg.kek_file().starts_with("/xdg/delink/keyrings"));
+
+    // A keyring an older release left inside the data directory is still used, and flagged.
+    std::fs::create_dir_all(first.join("keys")).expect("mkdir");
+    std::fs::write(first.join("keys/kek"), "x").expect("write");
+    assert_eq!(a.kek_file(), first.join("keys/kek"));
+    assert!(a.kek_inside_data_dir());
 }

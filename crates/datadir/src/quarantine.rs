@@ -191,6 +191,7 @@ pub fn day_key(date: &str) -> Entity<'_> {
         scope: Scope::Quarantine,
         id: date,
         epoch,
+        owner: None,
     }
 }
 

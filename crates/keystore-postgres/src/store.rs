@@ -7,12 +7,12 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use delink_keystore::{
-    Entity, EntityKey, JournalEvent, JournalKind, KekSource, KeyStore, KeyStoreError, Keyring,
-    LookupTag, Result, UnwrapFailure, WRAPPED_LEN, lookup_tag, wrap_aad,
+    Entity, EntityKey, JournalEvent, JournalKind, KekSource, KeyPayload, KeyStore, KeyStoreError,
+    Keyring, LookupTag, Result, StorePosition, UnwrapFailure, group_tag, lookup_tag, tag_of_digest,
 };
 use delink_model::Scope;
 use postgres::config::Host;
-use postgres::{Client, Config};
+use postgres::{Client, Config, GenericClient};
 
 use crate::error::{backend, broken};
 use crate::pool::{Connection, Pool};
@@ -23,17 +23,27 @@ use crate::schema;
 const POOL_SIZE: usize = 4;
 /// How long opening a connection may take when the URL sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often `key_for` retries when the row it lost a race to is erased before it is read.
+/// How often `key_for` retries when the row it lost a race to is erased before
+/// it is read, or a rotation changed the index key meanwhile.
 const CREATE_ATTEMPTS: usize = 3;
 /// The record number errors give for the index key.
 const INDEX_RECORD: u64 = 0;
-/// The scope code the index key's associated data is bound to.
-const INDEX_SCOPE_CODE: u8 = 0;
 
-const INSERT_KEY: &str = "INSERT INTO delink_keys (tag, scope, epoch, kek_version, wrapped) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tag) DO NOTHING";
-const SELECT_KEY: &str = "SELECT record, kek_version, wrapped FROM delink_keys WHERE tag = $1";
+/// Inserts a key only while the index key is the one its tags were made with:
+/// a rotation locks the table, re-tags every row and bumps the serial, so an
+/// insert racing it inserts nothing and retries under the new index key.
+const INSERT_KEY: &str = "INSERT INTO delink_keys (tag, grp, scope, epoch, kek_version, wrapped) \
+     SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS \
+     (SELECT 1 FROM delink_index_key WHERE serial = $7) ON CONFLICT (tag) DO NOTHING";
+const SELECT_KEY: &str = "SELECT record, kek_version, wrapped, grp FROM delink_keys WHERE tag = $1";
 const BUMP_GENERATION: &str = "UPDATE delink_generation SET value = value + 1";
+
+/// The index key and the store's identity, as this handle last read them.
+struct Index {
+    key: EntityKey,
+    serial: i64,
+    store_id: [u8; 16],
+}
 
 /// Keeps entity keys in PostgreSQL, so that several pipeline processes share them.
 ///
@@ -41,13 +51,13 @@ const BUMP_GENERATION: &str = "UPDATE delink_generation SET value = value + 1";
 /// (one round trip on a prepared statement) and unwraps it, and a new key is
 /// committed before it is handed out. Callers that need speed cache keys
 /// themselves. Erasures reach them through a generation counter row that
-/// [`KeyStore::refresh`] reads.
+/// [`KeyStore::refresh`] reads; rotations, through the index key's serial.
 pub struct PostgresKeyStore {
     /// The connection target without its password, for messages.
     target: String,
     pool: Pool,
     keyring: RwLock<Keyring>,
-    index_key: EntityKey,
+    index: RwLock<Index>,
     /// The store's generation counter as this handle last read it.
     store_generation: Mutex<i64>,
     /// This handle's generation: moves when it learns of an erasure.
@@ -102,7 +112,7 @@ impl PostgresKeyStore {
             Keyring::load(kek, stored.is_none())?.ok_or_else(|| KeyStoreError::KekMissing {
                 path: PathBuf::from(&target),
             })?;
-        let index_key = match stored {
+        let index = match stored {
             Some(stored) => stored.unwrap_with(&keyring)?,
             None => create_index_key(&pool, &mut keyring)?,
         };
@@ -116,7 +126,7 @@ impl PostgresKeyStore {
             target,
             pool,
             keyring: RwLock::new(keyring),
-            index_key,
+            index: RwLock::new(index),
             store_generation: Mutex::new(store_generation),
             generation: AtomicU64::new(0),
         })
@@ -126,9 +136,36 @@ impl PostgresKeyStore {
         self.keyring.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Notes an erasure this handle made or learnt of: callers caching keys drop them.
     fn note_erasure(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Reads the index key again after another handle rotated it; reloads the
+    /// keyring when the new index key is wrapped under a version it lacks.
+    fn reload_index(&self) -> Result<()> {
+        let stored = self
+            .pool
+            .with_client(read_index_key)?
+            .ok_or_else(|| broken("reading the index key", "the index key is gone"))?;
+        if stored.serial == self.index().serial {
+            return Ok(());
+        }
+        let unwrapped = stored.unwrap_with(&self.keyring());
+        let index = match unwrapped {
+            Err(KeyStoreError::KekVersionMissing { .. }) => {
+                let mut keyring = self.keyring.write().unwrap_or_else(PoisonError::into_inner);
+                keyring.reload()?;
+                stored.unwrap_with(&keyring)?
+            }
+            other => other?,
+        };
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
+        Ok(())
     }
 
     /// Reads the entity's row and unwraps it.
@@ -136,9 +173,10 @@ impl PostgresKeyStore {
         &self,
         connection: &mut Connection,
         keyring: &Keyring,
-        tag: &LookupTag,
+        index: &Index,
         entity: &Entity<'_>,
     ) -> Result<Option<EntityKey>> {
+        let tag = lookup_tag(&index.key, entity);
         let select = connection
             .statement(SELECT_KEY)
             .map_err(backend("reading a key"))?;
@@ -149,13 +187,79 @@ impl PostgresKeyStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let wrapped = StoredKey {
+        let stored = StoredKey {
             record: row.get(0),
             kek_version: row.get(1),
             wrapped: row.get(2),
         };
-        let aad = wrap_aad(entity.scope.code(), entity.epoch, tag);
-        wrapped.unwrap_with(keyring, &aad).map(Some)
+        let grp: &[u8] = row.get(3);
+        let aad = row_aad(
+            &index.store_id,
+            stored.record,
+            (&tag, grp),
+            (i16::from(entity.scope.code()), i64::from(entity.epoch)),
+            stored.kek_version,
+        )?;
+        stored
+            .unwrap_with(keyring, &aad)
+            .map(|payload| Some(payload.key))
+    }
+
+    /// Tries once to find or create the entity's key under the index key as it is.
+    fn find_or_create(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
+        // Held across the insert so a rotation in this handle cannot slip
+        // between wrapping under the old version and the row landing.
+        let keyring = self.keyring();
+        let index = self.index();
+        self.pool.with_connection(|connection| {
+            if let Some(existing) = self.read_key(connection, &keyring, &index, entity)? {
+                return Ok(Some(existing));
+            }
+            let fresh = EntityKey::random()?;
+            let tag = lookup_tag(&index.key, entity);
+            let grp = group_tag(&index.key, entity);
+            let scope_code = i16::from(entity.scope.code());
+            let epoch = i64::from(entity.epoch);
+            let kek_version = i64::from(keyring.current_version());
+            let aad = row_aad(
+                &index.store_id,
+                0,
+                (&tag, &grp),
+                (scope_code, epoch),
+                kek_version,
+            )?;
+            let payload = KeyPayload {
+                key: fresh.clone(),
+                digest: entity.digest(),
+                group: entity.group_digest(),
+            };
+            let (_, wrapped) = payload.wrap(&keyring, &aad)?;
+            let insert = connection
+                .statement(INSERT_KEY)
+                .map_err(backend("creating a key"))?;
+            let inserted = connection
+                .client
+                .execute(
+                    &insert,
+                    &[
+                        &&tag[..],
+                        &&grp[..],
+                        &scope_code,
+                        &epoch,
+                        &kek_version,
+                        &&wrapped[..],
+                        &index.serial,
+                    ],
+                )
+                .map_err(backend("creating a key"))?;
+            if inserted == 1 {
+                return Ok(Some(fresh));
+            }
+            // Another handle created it first (ON CONFLICT waited for its
+            // commit): everyone uses that one. None: it was erased in between,
+            // or a rotation changed the index key.
+            self.read_key(connection, &keyring, &index, entity)
+        })
     }
 
     /// Deletes rows in one transaction with the generation bump; returns how many.
@@ -200,53 +304,23 @@ impl PostgresKeyStore {
 impl KeyStore for PostgresKeyStore {
     /// Reads the row first (most calls find a key), and creates it only when absent.
     fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey> {
-        let tag = lookup_tag(&self.index_key, entity);
-        // Held across the insert so a rotation in this handle cannot slip
-        // between wrapping under the old version and the row landing.
-        let keyring = self.keyring();
-        self.pool.with_connection(|connection| {
-            if let Some(existing) = self.read_key(connection, &keyring, &tag, entity)? {
-                return Ok(existing);
+        for _ in 0..CREATE_ATTEMPTS {
+            if let Some(key) = self.find_or_create(entity)? {
+                return Ok(key);
             }
-            let fresh = EntityKey::random()?;
-            let aad = wrap_aad(entity.scope.code(), entity.epoch, &tag);
-            let (kek_version, wrapped) = keyring.wrap(&fresh, &aad)?;
-            let scope_code = i16::from(entity.scope.code());
-            let epoch = i64::from(entity.epoch);
-            let kek_version = i64::from(kek_version);
-            let insert = connection
-                .statement(INSERT_KEY)
-                .map_err(backend("creating a key"))?;
-            for _ in 0..CREATE_ATTEMPTS {
-                let inserted = connection
-                    .client
-                    .execute(
-                        &insert,
-                        &[&&tag[..], &scope_code, &epoch, &kek_version, &&wrapped[..]],
-                    )
-                    .map_err(backend("creating a key"))?;
-                if inserted == 1 {
-                    return Ok(fresh);
-                }
-                // Another handle created it first (ON CONFLICT waited for its
-                // commit): everyone uses that one.
-                if let Some(theirs) = self.read_key(connection, &keyring, &tag, entity)? {
-                    return Ok(theirs);
-                }
-                // ...unless it was erased in between: try again.
-            }
-            Err(broken(
-                "creating a key",
-                "the key kept being erased while created",
-            ))
-        })
+            self.reload_index()?;
+        }
+        Err(broken(
+            "creating a key",
+            "the key kept being erased or re-tagged while created",
+        ))
     }
 
     fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
-        let tag = lookup_tag(&self.index_key, entity);
         let keyring = self.keyring();
+        let index = self.index();
         self.pool
-            .with_connection(|connection| self.read_key(connection, &keyring, &tag, entity))
+            .with_connection(|connection| self.read_key(connection, &keyring, &index, entity))
     }
 
     /// Does nothing: `key_for` commits every new key before handing it out
@@ -256,14 +330,20 @@ impl KeyStore for PostgresKeyStore {
         Ok(())
     }
 
-    fn erase(&self, entity: &Entity<'_>) -> Result<bool> {
-        let tag = lookup_tag(&self.index_key, entity);
+    fn erase(&self, entity: &Entity<'_>) -> Result<u64> {
+        let (tag, grp) = {
+            let index = self.index();
+            (
+                lookup_tag(&index.key, entity),
+                group_tag(&index.key, entity),
+            )
+        };
         let deleted = self.delete(
             "erasing a key",
-            "DELETE FROM delink_keys WHERE tag = $1",
-            &[&&tag[..]],
-        )? > 0;
-        if deleted {
+            "DELETE FROM delink_keys WHERE tag = $1 OR grp = $2",
+            &[&&tag[..], &&grp[..]],
+        )?;
+        if deleted > 0 {
             self.note_erasure();
             self.vacuum();
         }
@@ -271,11 +351,11 @@ impl KeyStore for PostgresKeyStore {
     }
 
     fn refresh(&self) -> Result<u64> {
-        let (store_generation, index_version) = self.pool.with_client(|client| {
+        let (store_generation, serial) = self.pool.with_client(|client| {
             client
                 .query_one(
                     "SELECT (SELECT value FROM delink_generation), \
-                            (SELECT kek_version FROM delink_index_key)",
+                            (SELECT serial FROM delink_index_key)",
                     &[],
                 )
                 .map(|row| (row.get::<_, i64>(0), row.get::<_, Option<i64>>(1)))
@@ -291,10 +371,10 @@ impl KeyStore for PostgresKeyStore {
                 *seen = store_generation;
             }
         }
-        // Another process rotated: pick up the new KEK version so new keys
-        // are not wrapped under the one about to be retired.
-        let newest_known = i64::from(self.keyring().current_version());
-        if index_version.is_some_and(|version| version > newest_known) {
+        // Another process rotated: pick up the new index key (and KEK version,
+        // so new keys are not wrapped under the one about to be retired).
+        if serial.is_some_and(|serial| serial != self.index().serial) {
+            self.reload_index()?;
             self.keyring
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -307,72 +387,109 @@ impl KeyStore for PostgresKeyStore {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Re-wraps, in one transaction, every row (and the index key) not under
-    /// the newest version of the reloaded keyring.
+    /// Re-wraps every row under the newest version of the reloaded keyring and
+    /// re-tags it under a new index key, in one transaction that locks out
+    /// inserts meanwhile.
     ///
-    /// Other processes learn of the new version on their next
-    /// [`KeyStore::refresh`] (the index key's version tells them); a key one of
-    /// them creates before that is still wrapped under the old version, so
-    /// check [`KeyStore::keys_per_kek_version`] (and rewrap again) before
+    /// Other processes learn of the new index key when an insert of theirs
+    /// finds the serial moved, or on their next [`KeyStore::refresh`]; a key
+    /// one of them creates before that is still wrapped under the old version,
+    /// so check [`KeyStore::keys_per_kek_version`] (and rewrap again) before
     /// destroying it.
     fn rewrap(&self) -> Result<u64> {
         const ACTION: &str = "re-wrapping keys";
         let mut keyring = self.keyring.write().unwrap_or_else(PoisonError::into_inner);
-        keyring.reload()?;
-        let keyring = &*keyring;
-        let current = i64::from(keyring.current_version());
-        self.pool.with_client(|client| {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        let rotated = self.pool.with_client(|client| {
             let mut transaction = client.transaction().map_err(backend(ACTION))?;
-            let index_row = transaction
-                .query_one(
-                    "SELECT kek_version, wrapped FROM delink_index_key FOR UPDATE",
+            transaction
+                .batch_execute(
+                    "LOCK TABLE delink_keys IN EXCLUSIVE MODE; \
+                     SELECT 1 FROM delink_index_key FOR UPDATE",
+                )
+                .map_err(backend(ACTION))?;
+            let current_index = read_index_key(&mut transaction)?
+                .ok_or_else(|| broken(ACTION, "the index key is gone"))?
+                .unwrap_with(&keyring)?;
+            let rows = transaction
+                .query(
+                    "SELECT record, kek_version, wrapped, tag, grp, scope, epoch FROM delink_keys",
                     &[],
                 )
                 .map_err(backend(ACTION))?;
-            let index = StoredKey {
-                record: 0,
-                kek_version: index_row.get(0),
-                wrapped: index_row.get(1),
-            };
-            if index.kek_version != current {
-                let index_key = index.unwrap_with(keyring, &index_aad())?;
-                let (version, wrapped) = keyring.wrap(&index_key, &index_aad())?;
-                transaction
-                    .execute(
-                        "UPDATE delink_index_key SET kek_version = $1, wrapped = $2",
-                        &[&i64::from(version), &&wrapped[..]],
-                    )
-                    .map_err(backend(ACTION))?;
-            }
-            let rows = transaction
-                .query(
-                    "SELECT record, kek_version, wrapped, tag, scope, epoch FROM delink_keys \
-                     WHERE kek_version <> $1 FOR UPDATE",
-                    &[&current],
-                )
-                .map_err(backend(ACTION))?;
-            let update = transaction
-                .prepare("UPDATE delink_keys SET kek_version = $2, wrapped = $3 WHERE tag = $1")
-                .map_err(backend(ACTION))?;
-            let mut rewrapped = 0;
+            // Unwrapped under the keyring that wrapped them, before the reload.
+            let mut live = Vec::with_capacity(rows.len());
             for row in &rows {
                 let stored = StoredKey {
                     record: row.get(0),
                     kek_version: row.get(1),
                     wrapped: row.get(2),
                 };
-                let tag_bytes: &[u8] = row.get(3);
-                let aad = row_aad(stored.record, tag_bytes, row.get(4), row.get(5))?;
-                let key = stored.unwrap_with(keyring, &aad)?;
-                let (version, wrapped) = keyring.wrap(&key, &aad)?;
+                let tags = (row.get::<_, &[u8]>(3), row.get::<_, &[u8]>(4));
+                let fields = (row.get::<_, i16>(5), row.get::<_, i64>(6));
+                let aad = row_aad(
+                    &current_index.store_id,
+                    stored.record,
+                    tags,
+                    fields,
+                    stored.kek_version,
+                )?;
+                let payload = stored.unwrap_with(&keyring, &aad)?;
+                live.push((stored, fields, payload));
+            }
+            keyring.reload()?;
+            let current = i64::from(keyring.current_version());
+            let next = Index {
+                key: EntityKey::random()?,
+                serial: current_index.serial + 1,
+                store_id: current_index.store_id,
+            };
+            let (version, wrapped) = index_payload(&next).wrap(&keyring, &index_aad(&next))?;
+            transaction
+                .execute(
+                    "UPDATE delink_index_key SET serial = $1, kek_version = $2, wrapped = $3",
+                    &[&next.serial, &i64::from(version), &&wrapped[..]],
+                )
+                .map_err(backend(ACTION))?;
+            let update = transaction
+                .prepare(
+                    "UPDATE delink_keys SET tag = $2, grp = $3, kek_version = $4, wrapped = $5 \
+                     WHERE record = $1",
+                )
+                .map_err(backend(ACTION))?;
+            let mut rewrapped = 0;
+            for (stored, fields, payload) in &live {
+                let tag = tag_of_digest(&next.key, &payload.digest);
+                let grp = tag_of_digest(&next.key, &payload.group);
+                let aad = row_aad(
+                    &next.store_id,
+                    stored.record,
+                    (&tag, &grp),
+                    *fields,
+                    current,
+                )?;
+                let (_, wrapped) = payload.wrap(&keyring, &aad)?;
                 transaction
-                    .execute(&update, &[&tag_bytes, &i64::from(version), &&wrapped[..]])
+                    .execute(
+                        &update,
+                        &[
+                            &stored.record,
+                            &&tag[..],
+                            &&grp[..],
+                            &current,
+                            &&wrapped[..],
+                        ],
+                    )
                     .map_err(backend(ACTION))?;
-                rewrapped += 1;
+                if stored.kek_version != current {
+                    rewrapped += 1;
+                }
             }
             transaction.commit().map_err(backend(ACTION))?;
-            Ok(rewrapped)
-        })
+            Ok((next, rewrapped))
+        })?;
+        *index = rotated.0;
+        Ok(rotated.1)
     }
 
     fn keys_per_kek_version(&self) -> Result<BTreeMap<u32, u64>> {
@@ -450,6 +567,30 @@ impl KeyStore for PostgresKeyStore {
     fn kek_version(&self) -> u32 {
         self.keyring().current_version()
     }
+
+    /// The position is the key table's record sequence: it counts every key
+    /// ever created (and insert attempts), and never goes back.
+    fn position(&self) -> Result<StorePosition> {
+        let position = self.pool.with_client(|client| {
+            client
+                .query_one(
+                    "SELECT coalesce(pg_sequence_last_value(\
+                     pg_get_serial_sequence('delink_keys', 'record')), 0)",
+                    &[],
+                )
+                .map(|row| count(row.get(0)))
+                .map_err(backend("reading the store position"))
+        })?;
+        Ok(StorePosition {
+            store_id: self
+                .index()
+                .store_id
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+            position,
+        })
+    }
 }
 
 /// A wrapped key as stored, before it is checked and unwrapped.
@@ -460,32 +601,33 @@ struct StoredKey {
 }
 
 impl StoredKey {
-    fn unwrap_with(&self, keyring: &Keyring, aad: &[u8]) -> Result<EntityKey> {
+    fn unwrap_with(&self, keyring: &Keyring, aad: &[u8]) -> Result<KeyPayload> {
         let record = u64::try_from(self.record).unwrap_or_default();
         let version = u32::try_from(self.kek_version)
             .map_err(|_| broken("unwrapping a key", "a KEK version out of range"))?;
-        let wrapped: &[u8; WRAPPED_LEN] = self
-            .wrapped
-            .as_slice()
-            .try_into()
-            .map_err(|_| broken("unwrapping a key", "a wrapped key of the wrong length"))?;
-        keyring
-            .unwrap_key(version, wrapped, aad)
-            .map_err(|failure| match failure {
-                UnwrapFailure::VersionMissing => {
-                    KeyStoreError::KekVersionMissing { record, version }
-                }
-                UnwrapFailure::Authentication => KeyStoreError::Unwrap { record },
-            })
+        KeyPayload::unwrap(keyring, version, &self.wrapped, aad).map_err(|failure| match failure {
+            UnwrapFailure::VersionMissing => KeyStoreError::KekVersionMissing { record, version },
+            UnwrapFailure::Authentication => KeyStoreError::Unwrap { record },
+        })
     }
 }
 
 /// The index key's row, read on open, before the keyring is loaded.
-struct StoredIndexKey(StoredKey);
+struct StoredIndexKey {
+    serial: i64,
+    store_id: [u8; 16],
+    key: StoredKey,
+}
 
 impl StoredIndexKey {
-    fn unwrap_with(&self, keyring: &Keyring) -> Result<EntityKey> {
-        self.0.unwrap_with(keyring, &index_aad())
+    fn unwrap_with(&self, keyring: &Keyring) -> Result<Index> {
+        let mut index = Index {
+            key: EntityKey::from_bytes([0; 32]),
+            serial: self.serial,
+            store_id: self.store_id,
+        };
+        index.key = self.key.unwrap_with(keyring, &index_aad(&index))?.key;
+        Ok(index)
     }
 }
 
@@ -500,32 +642,62 @@ fn holds_a_store(client: &mut Client) -> Result<bool> {
     Ok(read_index_key(client)?.is_some())
 }
 
-fn read_index_key(client: &mut Client) -> Result<Option<StoredIndexKey>> {
+fn read_index_key(client: &mut impl GenericClient) -> Result<Option<StoredIndexKey>> {
+    const ACTION: &str = "reading the index key";
     let row = client
-        .query_opt("SELECT kek_version, wrapped FROM delink_index_key", &[])
-        .map_err(backend("reading the index key"))?;
-    Ok(row.map(|row| {
-        StoredIndexKey(StoredKey {
+        .query_opt(
+            "SELECT format, store_id, serial, kek_version, wrapped FROM delink_index_key",
+            &[],
+        )
+        .map_err(backend(ACTION))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if row.get::<_, i32>(0) != schema::FORMAT {
+        return Err(broken(
+            ACTION,
+            "the store was made by another delink release (unsupported layout)",
+        ));
+    }
+    let store_id: &[u8] = row.get(1);
+    Ok(Some(StoredIndexKey {
+        store_id: store_id
+            .try_into()
+            .map_err(|_| broken(ACTION, "a store id of the wrong length"))?,
+        serial: row.get(2),
+        key: StoredKey {
             record: i64::try_from(INDEX_RECORD).unwrap_or_default(),
-            kek_version: row.get(0),
-            wrapped: row.get(1),
-        })
+            kek_version: row.get(3),
+            wrapped: row.get(4),
+        },
     }))
 }
 
 /// Creates the index key of a new store; when another process created one
 /// at the same moment, theirs is used.
-fn create_index_key(pool: &Pool, keyring: &mut Keyring) -> Result<EntityKey> {
+fn create_index_key(pool: &Pool, keyring: &mut Keyring) -> Result<Index> {
     const ACTION: &str = "creating the index key";
-    let fresh = EntityKey::random()?;
-    let (kek_version, wrapped) = keyring.wrap(&fresh, &index_aad())?;
+    let mut store_id = [0u8; 16];
+    getrandom_fill(&mut store_id)?;
+    let fresh = Index {
+        key: EntityKey::random()?,
+        serial: 1,
+        store_id,
+    };
+    let (kek_version, wrapped) = index_payload(&fresh).wrap(keyring, &index_aad(&fresh))?;
     pool.with_client(|client| {
         let mut transaction = client.transaction().map_err(backend(ACTION))?;
         let inserted = transaction
             .execute(
-                "INSERT INTO delink_index_key (kek_version, wrapped) VALUES ($1, $2) \
-                 ON CONFLICT DO NOTHING",
-                &[&i64::from(kek_version), &&wrapped[..]],
+                "INSERT INTO delink_index_key (format, store_id, serial, kek_version, wrapped) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &schema::FORMAT,
+                    &&fresh.store_id[..],
+                    &fresh.serial,
+                    &i64::from(kek_version),
+                    &&wrapped[..],
+                ],
             )
             .map_err(backend(ACTION))?;
         if inserted == 1 {
@@ -549,19 +721,53 @@ fn create_index_key(pool: &Pool, keyring: &mut Keyring) -> Result<EntityKey> {
     stored.unwrap_with(keyring)
 }
 
-fn index_aad() -> [u8; 37] {
-    wrap_aad(INDEX_SCOPE_CODE, 0, &[0; 32])
+fn getrandom_fill(bytes: &mut [u8]) -> Result<()> {
+    EntityKey::random().map(|key| {
+        let len = bytes.len();
+        bytes.copy_from_slice(&key.expose()[..len]);
+    })
 }
 
-/// Rebuilds the associated data a row's key is bound to from its columns.
-fn row_aad(record: i64, tag: &[u8], scope: i16, epoch: i64) -> Result<[u8; 37]> {
+fn index_payload(index: &Index) -> KeyPayload {
+    KeyPayload {
+        key: index.key.clone(),
+        digest: [0; 32],
+        group: [0; 32],
+    }
+}
+
+/// The associated data of the index key: the store id and the rotation serial.
+fn index_aad(index: &Index) -> Vec<u8> {
+    let mut aad = b"delink pg index v3".to_vec();
+    aad.extend_from_slice(&index.store_id);
+    aad.extend_from_slice(&index.serial.to_le_bytes());
+    aad
+}
+
+/// Rebuilds the associated data a row's key is bound to from its columns:
+/// the store id, both tags, scope, epoch and KEK version.
+fn row_aad(
+    store_id: &[u8; 16],
+    record: i64,
+    (tag, grp): (&[u8], &[u8]),
+    (scope, epoch): (i16, i64),
+    kek_version: i64,
+) -> Result<Vec<u8>> {
     let record = u64::try_from(record).unwrap_or_default();
-    let tag: &LookupTag = tag
-        .try_into()
-        .map_err(|_| KeyStoreError::Unwrap { record })?;
-    let scope = u8::try_from(scope).map_err(|_| KeyStoreError::Unwrap { record })?;
-    let epoch = u32::try_from(epoch).map_err(|_| KeyStoreError::Unwrap { record })?;
-    Ok(wrap_aad(scope, epoch, tag))
+    let malformed = || KeyStoreError::Unwrap { record };
+    let tag: &LookupTag = tag.try_into().map_err(|_| malformed())?;
+    let grp: &LookupTag = grp.try_into().map_err(|_| malformed())?;
+    let scope = u8::try_from(scope).map_err(|_| malformed())?;
+    let epoch = u32::try_from(epoch).map_err(|_| malformed())?;
+    let kek_version = u32::try_from(kek_version).map_err(|_| malformed())?;
+    let mut aad = b"delink pg key v3".to_vec();
+    aad.extend_from_slice(store_id);
+    aad.push(scope);
+    aad.extend_from_slice(&epoch.to_le_bytes());
+    aad.extend_from_slice(&kek_version.to_le_bytes());
+    aad.extend_from_slice(tag);
+    aad.extend_from_slice(grp);
+    Ok(aad)
 }
 
 fn count(value: i64) -> u64 {

@@ -1,12 +1,23 @@
 //! The embedded key store: one log file under the data directory, shared by
 //! every process on the machine through an advisory lock.
 //!
-//! Layout: a 16-byte header (`DLKS`, format version, a random file id that
-//! changes whenever the file is rewritten), then fixed-size records
-//! `kind (1) ‖ lookup tag (32) ‖ KEK version (4) ‖ epoch (4) ‖ wrapped key (72)`.
-//! Kind 0 is the index key, 1–5 an entity key of that scope, [`ERASURE`] an
-//! erasure notice naming a record number, [`SHREDDED`] a record whose key
-//! was overwritten in place. Scope, epoch and tag are bound into the AEAD.
+//! Layout: a header — the file's identity (`DLKS`, format version, a random
+//! store id kept for the store's life, a random file id that changes whenever
+//! the file is rewritten, and the base position: records the store had
+//! appended before this file) and two head slots — then fixed-size records
+//! `kind (1) ‖ lookup tag (32) ‖ group tag (32) ‖ KEK version (4) ‖ epoch (4)
+//! ‖ wrapped payload (136)`. Record 0 is the index key; kinds 1–5 are entity
+//! keys of that scope; [`ERASURE`] is an erasure notice naming a record
+//! number; [`SHREDDED`] is a record whose key was overwritten in place.
+//!
+//! Every byte is authenticated. A key record's fields, its number and the
+//! file identity are the associated data of its AEAD; a notice or shredded
+//! record ends in a MAC over the same, under a key derived from the index
+//! key. A head slot holds a MAC'd record count, written after each sync, so
+//! a log cut at a record boundary (or a deleted head) is told apart from a
+//! torn tail: records beyond the head were never synced, so a partial record
+//! there is an interrupted write and is cut off; fewer records than the head
+//! counts is a cut and the store is refused.
 //!
 //! Every change happens under an exclusive `flock` on `LOCK`, after catching
 //! up with what other handles appended, which makes key creation race-free.
@@ -17,8 +28,9 @@
 //! on catch-up) still unwraps it once, so tampering is caught there.
 //! An erasure appends a notice and overwrites the key's record in place;
 //! other handles learn of it from the notice when they next catch up.
-//! Rotation rewrites the file without erased records (new file id); handles
-//! that notice the new file reload it.
+//! Rotation rewrites the file without erased records, under a new index key
+//! (every tag changes) and a new file id; handles that notice the new file
+//! reload it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -31,18 +43,26 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use delink_model::{BuildPrehashedHasher, Scope};
 
 use crate::entity::Redacted;
-use crate::tag::{LookupTag, lookup_tag, wrap_aad};
+use crate::tag::{LookupTag, group_tag, lookup_tag, tag_of_digest};
 use crate::{
-    Entity, EntityKey, JournalEvent, JournalKind, KekSource, KeyStore, KeyStoreError, Keyring,
-    Result, UnwrapFailure, WRAPPED_LEN,
+    Entity, EntityKey, JournalEvent, JournalKind, KekSource, KeyPayload, KeyStore, KeyStoreError,
+    Keyring, Result, StorePosition, UnwrapFailure, WRAPPED_LEN,
 };
 
 const MAGIC: &[u8; 4] = b"DLKS";
-const FORMAT_VERSION: u32 = 2;
-const HEADER_LEN: u64 = 16;
-const RECORD_LEN: usize = 1 + 32 + 4 + 4 + WRAPPED_LEN;
+const FORMAT_VERSION: u32 = 3;
+/// magic ‖ format version ‖ store id ‖ file id ‖ base position.
+const IDENTITY_LEN: usize = 4 + 4 + 16 + 8 + 8;
+/// counter ‖ records ‖ MAC.
+const HEAD_SLOT_LEN: usize = 8 + 8 + MAC_LEN;
+const HEADER_LEN: u64 = (IDENTITY_LEN + 2 * HEAD_SLOT_LEN) as u64;
+/// kind ‖ tag ‖ group ‖ KEK version ‖ epoch: what precedes the wrapped payload.
+const FIELDS_LEN: usize = 1 + 32 + 32 + 4 + 4;
+const RECORD_LEN: usize = FIELDS_LEN + WRAPPED_LEN;
+const MAC_LEN: usize = 32;
+const MAC_CONTEXT: &str = "delink 2026-11 key store MAC v1";
 const INDEX: u8 = 0;
-/// Record kind of an erasure notice; its tag field starts with the erased record's number.
+/// Record kind of an erasure notice; bytes 1..9 hold the erased record's number.
 const ERASURE: u8 = 0xFE;
 /// Record kind of a record whose key was overwritten in place.
 const SHREDDED: u8 = 0xFF;
@@ -50,48 +70,254 @@ const LOG_FILE: &str = "entities.log";
 const JOURNAL_FILE: &str = "journal.log";
 const LOCK_FILE: &str = "LOCK";
 
+/// The identity part of a log's header, bound into every record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileIdentity([u8; IDENTITY_LEN]);
+
+impl FileIdentity {
+    /// A new file of the store `store_id`, starting at `base`, with a fresh file id.
+    fn new(store_id: [u8; 16], base: u64) -> Result<Self> {
+        let mut file_id = [0u8; 8];
+        getrandom::fill(&mut file_id).map_err(|_| KeyStoreError::Random)?;
+        let mut bytes = [0u8; IDENTITY_LEN];
+        bytes[..4].copy_from_slice(MAGIC);
+        bytes[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes[8..24].copy_from_slice(&store_id);
+        bytes[24..32].copy_from_slice(&file_id);
+        bytes[32..40].copy_from_slice(&base.to_le_bytes());
+        Ok(FileIdentity(bytes))
+    }
+
+    fn fresh_store() -> Result<Self> {
+        let mut store_id = [0u8; 16];
+        getrandom::fill(&mut store_id).map_err(|_| KeyStoreError::Random)?;
+        Self::new(store_id, 0)
+    }
+
+    fn store_id(&self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&self.0[8..24]);
+        id
+    }
+
+    fn base(&self) -> u64 {
+        u64_at(&self.0, 32)
+    }
+}
+
+/// The record count a head slot vouches for, and the slot's write counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Head {
+    counter: u64,
+    records: u64,
+}
+
+/// The keys that authenticate one log file: derived from its index key.
+struct FileKeys {
+    identity: FileIdentity,
+    index_key: EntityKey,
+    mac_key: EntityKey,
+}
+
+impl FileKeys {
+    fn new(identity: FileIdentity, index_key: EntityKey) -> Self {
+        let mac_key = EntityKey::from_bytes(blake3::derive_key(MAC_CONTEXT, index_key.expose()));
+        FileKeys {
+            identity,
+            index_key,
+            mac_key,
+        }
+    }
+
+    /// Binds a record's number and bytes to this file.
+    fn aad(&self, number: u64, fields: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(IDENTITY_LEN + 8 + fields.len());
+        aad.extend_from_slice(&self.identity.0);
+        aad.extend_from_slice(&number.to_le_bytes());
+        aad.extend_from_slice(fields);
+        aad
+    }
+
+    fn mac(&self, number: u64, body: &[u8]) -> [u8; MAC_LEN] {
+        *blake3::keyed_hash(self.mac_key.expose(), &self.aad(number, body)).as_bytes()
+    }
+
+    /// Builds an erasure notice (or, with `SHREDDED`, a shredded record) at `number`.
+    fn marker(&self, number: u64, kind: u8, erased: u64) -> [u8; RECORD_LEN] {
+        let mut record = [0u8; RECORD_LEN];
+        record[0] = kind;
+        if kind == ERASURE {
+            record[1..9].copy_from_slice(&erased.to_le_bytes());
+        }
+        let mac = self.mac(number, &record[..RECORD_LEN - MAC_LEN]);
+        record[RECORD_LEN - MAC_LEN..].copy_from_slice(&mac);
+        record
+    }
+
+    fn marker_is_authentic(&self, number: u64, record: &[u8; RECORD_LEN]) -> bool {
+        let expected = self.mac(number, &record[..RECORD_LEN - MAC_LEN]);
+        constant_time_eq(&expected, &record[RECORD_LEN - MAC_LEN..])
+    }
+
+    fn head_slot(&self, head: Head) -> [u8; HEAD_SLOT_LEN] {
+        let mut slot = [0u8; HEAD_SLOT_LEN];
+        slot[..8].copy_from_slice(&head.counter.to_le_bytes());
+        slot[8..16].copy_from_slice(&head.records.to_le_bytes());
+        let mac = self.mac(u64::MAX, &slot[..16]);
+        slot[16..].copy_from_slice(&mac);
+        slot
+    }
+
+    /// Reads the newest authentic head slot; `None` when neither is.
+    fn head(&self, header: &[u8]) -> Option<Head> {
+        (0..2)
+            .filter_map(|index| {
+                let at = IDENTITY_LEN + index * HEAD_SLOT_LEN;
+                let slot = &header[at..at + HEAD_SLOT_LEN];
+                let head = Head {
+                    counter: u64_at(slot, 0),
+                    records: u64_at(slot, 8),
+                };
+                let authentic =
+                    head.counter > 0 && constant_time_eq(&self.head_slot(head)[16..], &slot[16..]);
+                authentic.then_some(head)
+            })
+            .max_by_key(|head| head.counter)
+    }
+
+    /// Encodes a key record at `number`, wrapped under the keyring's newest KEK.
+    fn encode(
+        &self,
+        keyring: &Keyring,
+        number: u64,
+        kind: u8,
+        tags: (&LookupTag, &LookupTag),
+        epoch: u32,
+        payload: &KeyPayload,
+    ) -> Result<[u8; RECORD_LEN]> {
+        let mut record = [0u8; RECORD_LEN];
+        record[0] = kind;
+        record[1..33].copy_from_slice(tags.0);
+        record[33..65].copy_from_slice(tags.1);
+        record[65..69].copy_from_slice(&keyring.current_version().to_le_bytes());
+        record[69..73].copy_from_slice(&epoch.to_le_bytes());
+        let (_, wrapped) = payload.wrap(keyring, &self.aad(number, &record[..FIELDS_LEN]))?;
+        record[FIELDS_LEN..].copy_from_slice(&wrapped);
+        Ok(record)
+    }
+
+    /// Unwraps a key record read at `number`.
+    fn unwrap(
+        &self,
+        keyring: &Keyring,
+        number: u64,
+        record: &[u8; RECORD_LEN],
+    ) -> Result<KeyPayload> {
+        let version = u32_at(record, 65);
+        KeyPayload::unwrap(
+            keyring,
+            version,
+            &record[FIELDS_LEN..],
+            &self.aad(number, &record[..FIELDS_LEN]),
+        )
+        .map_err(|failure| unwrap_error(failure, number, version))
+    }
+
+    /// Checks an entity record and indexes it; the unwrapped key is dropped.
+    fn slot(&self, keyring: &Keyring, number: u64, record: &[u8; RECORD_LEN]) -> Result<Slot> {
+        let payload = self.unwrap(keyring, number, record)?;
+        let consistent = Scope::from_code(record[0]).is_some()
+            && tag_of_digest(&self.index_key, &payload.digest)[..] == record[1..33]
+            && tag_of_digest(&self.index_key, &payload.group)[..] == record[33..65];
+        if !consistent {
+            return Err(KeyStoreError::Unwrap { record: number });
+        }
+        Ok(Slot::of(number, record))
+    }
+}
+
 /// One live key, wrapped as stored, and where it is stored.
 ///
 /// The key stays wrapped in memory: [`Slot::unwrap`] opens it for each lookup.
 #[derive(Clone, Copy)]
 struct Slot {
+    fields: [u8; FIELDS_LEN],
     wrapped: [u8; WRAPPED_LEN],
     record: u64,
-    scope_code: u8,
-    epoch: u32,
-    kek_version: u32,
 }
 
 impl Slot {
-    /// Unwraps the key, bound to its scope, epoch and tag as when it was wrapped.
-    fn unwrap(&self, keyring: &Keyring, tag: &LookupTag) -> Result<EntityKey> {
-        keyring
-            .unwrap_key(
-                self.kek_version,
-                &self.wrapped,
-                &wrap_aad(self.scope_code, self.epoch, tag),
-            )
-            .map_err(|failure| unwrap_error(failure, self.record, self.kek_version))
+    fn of(number: u64, record: &[u8; RECORD_LEN]) -> Self {
+        let mut fields = [0u8; FIELDS_LEN];
+        fields.copy_from_slice(&record[..FIELDS_LEN]);
+        let mut wrapped = [0u8; WRAPPED_LEN];
+        wrapped.copy_from_slice(&record[FIELDS_LEN..]);
+        Slot {
+            fields,
+            wrapped,
+            record: number,
+        }
     }
+
+    fn scope_code(&self) -> u8 {
+        self.fields[0]
+    }
+
+    fn group(&self) -> &[u8] {
+        &self.fields[33..65]
+    }
+
+    fn kek_version(&self) -> u32 {
+        u32_at(&self.fields, 65)
+    }
+
+    fn epoch(&self) -> u32 {
+        u32_at(&self.fields, 69)
+    }
+
+    fn bytes(&self) -> [u8; RECORD_LEN] {
+        let mut record = [0u8; RECORD_LEN];
+        record[..FIELDS_LEN].copy_from_slice(&self.fields);
+        record[FIELDS_LEN..].copy_from_slice(&self.wrapped);
+        record
+    }
+
+    /// Unwraps the key, bound to the record as stored.
+    fn unwrap(&self, keyring: &Keyring, keys: &FileKeys) -> Result<KeyPayload> {
+        keys.unwrap(keyring, self.record, &self.bytes())
+    }
+}
+
+/// What this handle knows of the log file it has open: its keys and live records.
+struct Index {
+    keys: FileKeys,
+    slots: HashMap<LookupTag, Slot, BuildPrehashedHasher>,
 }
 
 /// The open log file and how much of it this handle has applied.
 struct Log {
     file: File,
     /// Device and inode of `file`: a different pair at the log's path means it was rewritten.
-    identity: (u64, u64),
+    inode: (u64, u64),
     /// Bytes applied so far, always `HEADER_LEN + n * RECORD_LEN`.
     applied: u64,
+    /// The newest head this handle has read or written.
+    head: Head,
 }
 
 impl Log {
-    fn new(file: File, applied: u64, path: &Path) -> Result<Self> {
+    fn new(file: File, applied: u64, head: Head, path: &Path) -> Result<Self> {
         let metadata = file.metadata().map_err(io("reading the key store", path))?;
         Ok(Log {
             file,
-            identity: (metadata.dev(), metadata.ino()),
+            inode: (metadata.dev(), metadata.ino()),
             applied,
+            head,
         })
+    }
+
+    fn records(&self) -> u64 {
+        (self.applied - HEADER_LEN) / RECORD_LEN as u64
     }
 }
 
@@ -99,12 +325,11 @@ impl Log {
 /// handles and processes may share it.
 ///
 /// Holds no unwrapped entity key: lookups unwrap the record's key each time.
-/// Lock order: `log`, then `keyring`, then `keys`.
+/// Lock order: `log`, then `keyring`, then `index`.
 pub struct EmbeddedKeyStore {
     dir: PathBuf,
     keyring: RwLock<Keyring>,
-    index_key: EntityKey,
-    keys: RwLock<HashMap<LookupTag, Slot, BuildPrehashedHasher>>,
+    index: RwLock<Index>,
     /// Serialises this handle's reads and writes of the log; taken before the file lock.
     log: Mutex<Log>,
     lock_file: File,
@@ -117,7 +342,7 @@ impl std::fmt::Debug for EmbeddedKeyStore {
         f.debug_struct("EmbeddedKeyStore")
             .field("dir", &self.dir)
             .field("keyring", &*self.read_keyring())
-            .field("keys", &self.read_keys().len())
+            .field("keys", &self.read_index().slots.len())
             .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
@@ -138,7 +363,8 @@ impl EmbeddedKeyStore {
     ///
     /// A keyring file is generated only for a store that holds no key yet; a
     /// store with keys and no KEK, or a KEK that does not unwrap them, is
-    /// refused (fail closed).
+    /// refused (fail closed), and so is a store whose log is gone while its
+    /// journal remains, or whose log is shorter than its head records.
     pub fn open(dir: &Path, kek_source: &KekSource) -> Result<Self> {
         Self::open_or_create(dir, kek_source, true)
     }
@@ -149,11 +375,25 @@ impl EmbeddedKeyStore {
         Self::open_or_create(dir, kek_source, false)
     }
 
+    /// Tells whether `dir` holds a store (its log file).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(LOG_FILE).is_file()
+    }
+
     fn open_or_create(dir: &Path, kek_source: &KekSource, create: bool) -> Result<Self> {
-        if !create && !dir.join(LOG_FILE).is_file() {
-            return Err(KeyStoreError::StoreMissing {
-                location: dir.display().to_string(),
-            });
+        let log_path = dir.join(LOG_FILE);
+        if !log_path.is_file() {
+            if !create {
+                return Err(KeyStoreError::StoreMissing {
+                    location: dir.display().to_string(),
+                });
+            }
+            if dir.join(JOURNAL_FILE).is_file() {
+                return Err(KeyStoreError::Corrupt {
+                    path: log_path,
+                    reason: "the key log is gone but its journal remains; restore the key store from backup",
+                });
+            }
         }
         DirBuilder::new()
             .recursive(true)
@@ -169,40 +409,69 @@ impl EmbeddedKeyStore {
             .open(&lock_path)
             .map_err(io("opening the lock file", &lock_path))?;
         let exclusive = lock_exclusive(&lock_file, &lock_path)?;
-        let log_path = dir.join(LOG_FILE);
-        let created = create_if_absent(&log_path)?;
-        let file = open_log(&log_path)?;
-        let records = read_records(&file, &log_path, HEADER_LEN, true)?;
-        let keyring =
-            Keyring::load(kek_source, create && records.is_empty())?.ok_or_else(|| {
-                KeyStoreError::KekMissing {
-                    path: dir.to_path_buf(),
-                }
+        let created = create_if_absent(&log_path, FileIdentity::fresh_store()?)?;
+        let (file, identity) = open_log(&log_path)?;
+        let contents = read_records(&file, &log_path, HEADER_LEN)?;
+        let keyring = Keyring::load(kek_source, create && contents.records.is_empty())?
+            .ok_or_else(|| KeyStoreError::KekMissing {
+                path: dir.to_path_buf(),
             })?;
-        let loaded = load(&keyring, &records)?;
-        for record in &loaded.unshredded {
-            shred(&file, *record, &log_path)?;
-        }
-        let mut applied = HEADER_LEN + (records.len() * RECORD_LEN) as u64;
-        let index_key = match loaded.index_key {
-            Some(key) => key,
-            None => {
-                let key = EntityKey::random()?;
-                let bytes = encode(&keyring, INDEX, &[0; 32], 0, &key)?;
-                write_record(&file, applied, &bytes, &log_path)?;
-                file.sync_data()
-                    .map_err(io("writing the key store", &log_path))?;
-                applied += RECORD_LEN as u64;
-                key
+        let (index, head) = if contents.records.is_empty() {
+            let index_key = EntityKey::random()?;
+            let keys = FileKeys::new(identity, index_key);
+            let record = index_record(&keys, &keyring)?;
+            write_record(&file, HEADER_LEN, &record, &log_path)?;
+            let head = Head {
+                counter: 1,
+                records: 1,
+            };
+            sync_then_write_head(&file, &keys, head, &log_path)?;
+            let index = Index {
+                keys,
+                slots: HashMap::with_hasher(BuildPrehashedHasher::default()),
+            };
+            (index, head)
+        } else {
+            let loaded = load(&keyring, identity, &contents, &log_path)?;
+            if contents.torn > 0 {
+                tracing::warn!(
+                    torn_bytes = contents.torn,
+                    "key store ends in a torn record from an interrupted write; cutting it off"
+                );
+                let complete = HEADER_LEN + (contents.records.len() * RECORD_LEN) as u64;
+                file.set_len(complete)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io("repairing the key store", &log_path))?;
             }
+            for record in &loaded.unshredded {
+                let shredded = loaded.index.keys.marker(*record, SHREDDED, 0);
+                write_record(&file, record_offset(*record), &shredded, &log_path)?;
+            }
+            let head = match loaded.head {
+                Some(head) => head,
+                // A store that crashed between writing its index key and its first head.
+                None => {
+                    let head = Head {
+                        counter: 1,
+                        records: 1,
+                    };
+                    sync_then_write_head(&file, &loaded.index.keys, head, &log_path)?;
+                    head
+                }
+            };
+            if !loaded.unshredded.is_empty() {
+                file.sync_data()
+                    .map_err(io("erasing from the key store", &log_path))?;
+            }
+            (loaded.index, head)
         };
+        let applied = HEADER_LEN + (contents.records.len().max(1) * RECORD_LEN) as u64;
         drop(exclusive);
         let store = EmbeddedKeyStore {
             dir: dir.to_path_buf(),
             keyring: RwLock::new(keyring),
-            index_key,
-            keys: RwLock::new(loaded.keys),
-            log: Mutex::new(Log::new(file, applied, &log_path)?),
+            index: RwLock::new(index),
+            log: Mutex::new(Log::new(file, applied, head, &log_path)?),
             lock_file,
             generation: AtomicU64::new(0),
             unsynced: AtomicBool::new(false),
@@ -226,23 +495,29 @@ impl EmbeddedKeyStore {
         self.keyring.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read_keys(&self) -> RwLockReadGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
-        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_keys(&self) -> RwLockWriteGuard<'_, HashMap<LookupTag, Slot, BuildPrehashedHasher>> {
-        self.keys.write().unwrap_or_else(PoisonError::into_inner)
+    fn write_index(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Unwraps the live key of `tag`, if the index has one.
+    /// Unwraps the live key of `entity`, if the index has one.
     ///
     /// Holds the keyring and the index together, so a rotation in this handle
     /// cannot swap the slot's wrapping between reading it and unwrapping it.
-    fn live_key(&self, tag: &LookupTag) -> Result<Option<EntityKey>> {
+    fn live_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
         let keyring = self.read_keyring();
-        let keys = self.read_keys();
-        keys.get(tag)
-            .map(|slot| slot.unwrap(&keyring, tag))
+        let index = self.read_index();
+        let tag = lookup_tag(&index.keys.index_key, entity);
+        index
+            .slots
+            .get(&tag)
+            .map(|slot| {
+                slot.unwrap(&keyring, &index.keys)
+                    .map(|payload| payload.key)
+            })
             .transpose()
     }
 
@@ -266,85 +541,123 @@ impl EmbeddedKeyStore {
     fn catch_up(&self, log: &mut Log) -> Result<()> {
         let path = self.log_path();
         let on_disk = fs::metadata(&path).map_err(io("reading the key store", &path))?;
-        if (on_disk.dev(), on_disk.ino()) != log.identity {
+        if (on_disk.dev(), on_disk.ino()) != log.inode {
             return self.reload(log);
+        }
+        if on_disk.len() < log.applied {
+            return Err(KeyStoreError::Corrupt {
+                path,
+                reason: "the key log shrank while open: records were cut off its end",
+            });
         }
         if on_disk.len() < log.applied + RECORD_LEN as u64 {
             return Ok(());
         }
-        let records = read_records(&log.file, &path, log.applied, false)?;
-        let first = (log.applied - HEADER_LEN) / RECORD_LEN as u64;
+        let contents = read_records(&log.file, &path, log.applied)?;
+        let first = log.records();
         let mut erased = HashSet::new();
         {
             let keyring = self.read_keyring();
-            let mut keys = self.write_keys();
-            for (offset, record) in records.iter().enumerate() {
+            let mut index = self.write_index();
+            for (offset, record) in contents.records.iter().enumerate() {
                 let number = first + offset as u64;
                 match record[0] {
-                    ERASURE => {
-                        erased.insert(erased_record(record));
+                    ERASURE | SHREDDED => {
+                        let Some(target) = authentic_marker(&index.keys, number, record) else {
+                            return Err(KeyStoreError::Unwrap { record: number });
+                        };
+                        erased.extend(target);
                     }
-                    INDEX | SHREDDED => {}
                     _ => {
-                        let slot = verified_slot(&keyring, number, record)?;
-                        keys.entry(tag_of(record)).or_insert(slot);
+                        let slot = index.keys.slot(&keyring, number, record)?;
+                        index.slots.entry(tag_of(record)).or_insert(slot);
                     }
                 }
             }
             if !erased.is_empty() {
-                keys.retain(|_, slot| !erased.contains(&slot.record));
+                index.slots.retain(|_, slot| !erased.contains(&slot.record));
             }
         }
         if !erased.is_empty() {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
-        log.applied += (records.len() * RECORD_LEN) as u64;
+        log.applied += (contents.records.len() * RECORD_LEN) as u64;
         Ok(())
     }
 
     /// Re-reads a log another handle rewrote (rotation).
     fn reload(&self, log: &mut Log) -> Result<()> {
         let path = self.log_path();
-        let file = open_log(&path)?;
-        let records = read_records(&file, &path, HEADER_LEN, false)?;
+        let (file, identity) = open_log(&path)?;
+        let contents = read_records(&file, &path, HEADER_LEN)?;
         let loaded = {
             let mut keyring = self.write_keyring();
-            match load(&keyring, &records) {
+            match load(&keyring, identity, &contents, &path) {
                 Err(KeyStoreError::KekVersionMissing { .. }) => {
                     keyring.reload()?;
-                    load(&keyring, &records)?
+                    load(&keyring, identity, &contents, &path)?
                 }
                 other => other?,
             }
         };
-        *self.write_keys() = loaded.keys;
+        let head = loaded.head.ok_or(KeyStoreError::Corrupt {
+            path: path.clone(),
+            reason: "the rewritten key log has no authentic head",
+        })?;
+        *self.write_index() = loaded.index;
         *log = Log::new(
             file,
-            HEADER_LEN + (records.len() * RECORD_LEN) as u64,
+            HEADER_LEN + (contents.records.len() * RECORD_LEN) as u64,
+            head,
             &path,
         )?;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
-    /// Appends an erasure notice and shreds the records in place, durably.
+    /// Appends an erasure notice and shreds each record in place, durably.
     fn shred_records(&self, log: &mut Log, records: &[u64]) -> Result<()> {
         let path = self.log_path();
-        for record in records {
-            let mut notice = [0u8; RECORD_LEN];
-            notice[0] = ERASURE;
-            notice[1..9].copy_from_slice(&record.to_le_bytes());
-            write_record(&log.file, log.applied, &notice, &path)?;
-            log.applied += RECORD_LEN as u64;
-            shred(&log.file, *record, &path)?;
+        {
+            let index = self.read_index();
+            for record in records {
+                let notice = index.keys.marker(log.records(), ERASURE, *record);
+                write_record(&log.file, log.applied, &notice, &path)?;
+                log.applied += RECORD_LEN as u64;
+                let shredded = index.keys.marker(*record, SHREDDED, 0);
+                write_record(&log.file, record_offset(*record), &shredded, &path)?;
+            }
         }
-        log.file
-            .sync_data()
-            .map_err(io("erasing from the key store", &path))?;
+        self.write_head(log)?;
         let erased: HashSet<u64> = records.iter().copied().collect();
-        self.write_keys()
+        self.write_index()
+            .slots
             .retain(|_, slot| !erased.contains(&slot.record));
         self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Makes every applied record durable, then vouches for them in the head.
+    /// Called under the exclusive file lock.
+    fn write_head(&self, log: &mut Log) -> Result<()> {
+        let path = self.log_path();
+        let mut header = [0u8; HEADER_LEN as usize];
+        log.file
+            .read_exact_at(&mut header, 0)
+            .map_err(io("reading the key store", &path))?;
+        let index = self.read_index();
+        let on_disk = index.keys.head(&header).unwrap_or(log.head);
+        let newest = if on_disk.counter > log.head.counter {
+            on_disk
+        } else {
+            log.head
+        };
+        let head = Head {
+            counter: newest.counter + 1,
+            records: log.records().max(newest.records),
+        };
+        sync_then_write_head(&log.file, &index.keys, head, &path)?;
+        log.head = head;
         Ok(())
     }
 
@@ -367,68 +680,82 @@ impl EmbeddedKeyStore {
 
 impl KeyStore for EmbeddedKeyStore {
     fn key_for(&self, entity: &Entity<'_>) -> Result<EntityKey> {
-        let tag = lookup_tag(&self.index_key, entity);
-        if let Some(key) = self.live_key(&tag)? {
+        if let Some(key) = self.live_key(entity)? {
             return Ok(key);
         }
         self.exclusively(|log| {
-            if let Some(key) = self.live_key(&tag)? {
+            if let Some(key) = self.live_key(entity)? {
                 return Ok(key);
             }
             let key = EntityKey::random()?;
-            let scope_code = entity.scope.code();
-            let (bytes, kek_version) = {
+            let number = log.records();
+            let (tag, record) = {
                 let keyring = self.read_keyring();
-                (
-                    encode(&keyring, scope_code, &tag, entity.epoch, &key)?,
-                    keyring.current_version(),
-                )
+                let index = self.read_index();
+                let tag = lookup_tag(&index.keys.index_key, entity);
+                let group = group_tag(&index.keys.index_key, entity);
+                let payload = KeyPayload {
+                    key: key.clone(),
+                    digest: entity.digest(),
+                    group: entity.group_digest(),
+                };
+                let record = index.keys.encode(
+                    &keyring,
+                    number,
+                    entity.scope.code(),
+                    (&tag, &group),
+                    entity.epoch,
+                    &payload,
+                )?;
+                (tag, record)
             };
-            write_record(&log.file, log.applied, &bytes, &self.log_path())?;
-            let record = (log.applied - HEADER_LEN) / RECORD_LEN as u64;
+            write_record(&log.file, log.applied, &record, &self.log_path())?;
             log.applied += RECORD_LEN as u64;
             self.unsynced.store(true, Ordering::Release);
             tracing::trace!(entity = ?Redacted(entity), "created an entity key");
-            self.write_keys().insert(
-                tag,
-                Slot {
-                    wrapped: wrapped_of(&bytes),
-                    record,
-                    scope_code,
-                    epoch: entity.epoch,
-                    kek_version,
-                },
-            );
+            self.write_index()
+                .slots
+                .insert(tag, Slot::of(number, &record));
             Ok(key)
         })
     }
 
     fn existing_key(&self, entity: &Entity<'_>) -> Result<Option<EntityKey>> {
-        let tag = lookup_tag(&self.index_key, entity);
-        if let Some(key) = self.live_key(&tag)? {
+        if let Some(key) = self.live_key(entity)? {
             return Ok(Some(key));
         }
-        self.shared(|_| self.live_key(&tag))
+        self.shared(|_| self.live_key(entity))
     }
 
     fn sync(&self) -> Result<()> {
-        let log = lock(&self.log);
-        if self.unsynced.swap(false, Ordering::AcqRel) {
-            log.file
-                .sync_data()
-                .map_err(io("syncing the key store", &self.log_path()))?;
+        let mut log = lock(&self.log);
+        let unsynced = self.unsynced.swap(false, Ordering::AcqRel);
+        if !unsynced && log.head.records >= log.records() {
+            return Ok(());
         }
-        Ok(())
+        let _lock = lock_exclusive(&self.lock_file, &self.dir.join(LOCK_FILE))?;
+        self.write_head(&mut log).inspect_err(|_| {
+            self.unsynced.store(true, Ordering::Release);
+        })
     }
 
-    fn erase(&self, entity: &Entity<'_>) -> Result<bool> {
-        let tag = lookup_tag(&self.index_key, entity);
+    fn erase(&self, entity: &Entity<'_>) -> Result<u64> {
         self.exclusively(|log| {
-            let Some(record) = self.read_keys().get(&tag).map(|slot| slot.record) else {
-                return Ok(false);
+            let records: Vec<u64> = {
+                let index = self.read_index();
+                let tag = lookup_tag(&index.keys.index_key, entity);
+                let group = group_tag(&index.keys.index_key, entity);
+                index
+                    .slots
+                    .iter()
+                    .filter(|(slot_tag, slot)| **slot_tag == tag || slot.group() == group)
+                    .map(|(_, slot)| slot.record)
+                    .collect()
             };
-            self.shred_records(log, &[record])?;
-            Ok(true)
+            if !records.is_empty() {
+                self.shred_records(log, &records)?;
+            }
+            Ok(records.len() as u64)
         })
     }
 
@@ -443,44 +770,56 @@ impl KeyStore for EmbeddedKeyStore {
     fn rewrap(&self) -> Result<u64> {
         self.exclusively(|log| {
             let mut keyring = self.write_keyring();
-            let mut keys = self.write_keys();
+            let mut index = self.write_index();
             // Unwrapped under the keyring that verified them, before the reload
             // can drop a version; held only until they are wrapped again.
-            let live = keys
-                .iter()
-                .map(|(tag, slot)| Ok((*tag, slot.unwrap(&keyring, tag)?)))
-                .collect::<Result<Vec<(LookupTag, EntityKey)>>>()?;
+            let live = index
+                .slots
+                .values()
+                .map(|slot| Ok((*slot, slot.unwrap(&keyring, &index.keys)?)))
+                .collect::<Result<Vec<(Slot, KeyPayload)>>>()?;
             keyring.reload()?;
             let current = keyring.current_version();
             let path = self.log_path();
             let staged = path.with_extension("new");
             let _ = fs::remove_file(&staged);
-            create_if_absent(&staged)?;
-            let file = open_log(&staged)?;
-            let mut offset = HEADER_LEN;
-            let index = encode(&keyring, INDEX, &[0; 32], 0, &self.index_key)?;
-            write_record(&file, offset, &index, &staged)?;
-            offset += RECORD_LEN as u64;
+            let identity = FileIdentity::new(
+                index.keys.identity.store_id(),
+                index.keys.identity.base() + log.records(),
+            )?;
+            create_if_absent(&staged, identity)?;
+            let (file, _) = open_log(&staged)?;
+            let keys = FileKeys::new(identity, EntityKey::random()?);
+            write_record(&file, HEADER_LEN, &index_record(&keys, &keyring)?, &staged)?;
+            let mut slots = HashMap::with_hasher(BuildPrehashedHasher::default());
             let mut rewrapped = 0;
-            for (tag, key) in &live {
-                let Some(slot) = keys.get_mut(tag) else {
-                    continue;
-                };
-                let bytes = encode(&keyring, slot.scope_code, tag, slot.epoch, key)?;
-                write_record(&file, offset, &bytes, &staged)?;
-                slot.record = (offset - HEADER_LEN) / RECORD_LEN as u64;
-                slot.wrapped = wrapped_of(&bytes);
-                if slot.kek_version != current {
+            for (number, (old, payload)) in (1u64..).zip(&live) {
+                let tag = tag_of_digest(&keys.index_key, &payload.digest);
+                let group = tag_of_digest(&keys.index_key, &payload.group);
+                let record = keys.encode(
+                    &keyring,
+                    number,
+                    old.scope_code(),
+                    (&tag, &group),
+                    old.epoch(),
+                    payload,
+                )?;
+                write_record(&file, record_offset(number), &record, &staged)?;
+                slots.insert(tag, Slot::of(number, &record));
+                if old.kek_version() != current {
                     rewrapped += 1;
-                    slot.kek_version = current;
                 }
-                offset += RECORD_LEN as u64;
             }
-            file.sync_all()
-                .map_err(io("writing the key store", &staged))?;
+            let records = live.len() as u64 + 1;
+            let head = Head {
+                counter: 1,
+                records,
+            };
+            sync_then_write_head(&file, &keys, head, &staged)?;
             fs::rename(&staged, &path).map_err(io("replacing the key store", &path))?;
             sync_dir(&self.dir)?;
-            *log = Log::new(file, offset, &path)?;
+            *index = Index { keys, slots };
+            *log = Log::new(file, record_offset(records), head, &path)?;
             Ok(rewrapped)
         })
     }
@@ -488,8 +827,8 @@ impl KeyStore for EmbeddedKeyStore {
     fn keys_per_kek_version(&self) -> Result<BTreeMap<u32, u64>> {
         self.shared(|_| {
             let mut counts = BTreeMap::new();
-            for slot in self.read_keys().values() {
-                *counts.entry(slot.kek_version).or_insert(0) += 1;
+            for slot in self.read_index().slots.values() {
+                *counts.entry(slot.kek_version()).or_insert(0) += 1;
             }
             Ok(counts)
         })
@@ -499,10 +838,11 @@ impl KeyStore for EmbeddedKeyStore {
         let scope_code = scope.code();
         self.exclusively(|log| {
             let records: Vec<u64> = self
-                .read_keys()
+                .read_index()
+                .slots
                 .values()
                 .filter(|slot| {
-                    slot.scope_code == scope_code && (1..before_epoch).contains(&slot.epoch)
+                    slot.scope_code() == scope_code && (1..before_epoch).contains(&slot.epoch())
                 })
                 .map(|slot| slot.record)
                 .collect();
@@ -537,12 +877,63 @@ impl KeyStore for EmbeddedKeyStore {
     }
 
     fn len(&self) -> Result<u64> {
-        self.shared(|_| Ok(self.read_keys().len() as u64))
+        self.shared(|_| Ok(self.read_index().slots.len() as u64))
     }
 
     fn kek_version(&self) -> u32 {
         self.read_keyring().current_version()
     }
+
+    /// Counts every record this handle has applied: the next [`KeyStore::sync`]
+    /// makes them durable, and the head then vouches for them.
+    fn position(&self) -> Result<StorePosition> {
+        self.shared(|log| {
+            let identity = self.read_index().keys.identity;
+            Ok(StorePosition {
+                store_id: hex(&identity.store_id()),
+                position: identity.base() + log.records(),
+            })
+        })
+    }
+}
+
+/// What a copy of a store file yields to someone holding a keyring: every key
+/// record that unwraps, and how many did not. Reads a file that is not open
+/// as a store (a backup, say) and checks nothing else: it is what an auditor,
+/// or the adversary of the privacy tests, can get from the copy.
+#[derive(Debug, Default)]
+pub struct CopyContents {
+    /// The index key, when its record unwraps.
+    pub index_key: Option<EntityKey>,
+    /// Lookup tag and key of every entity record that unwraps.
+    pub keys: Vec<(LookupTag, EntityKey)>,
+    /// Lookup tags of every entity record, unwrapped or not.
+    pub tags: Vec<LookupTag>,
+    /// Key records that did not unwrap under the keyring.
+    pub failed: usize,
+}
+
+/// Reads a copy of a store file with `keyring`; see [`CopyContents`].
+pub fn read_copy(path: &Path, keyring: &Keyring) -> Result<CopyContents> {
+    let (file, identity) = open_log(path)?;
+    let contents = read_records(&file, path, HEADER_LEN)?;
+    let mut copy = CopyContents::default();
+    // Only the record's number and the file identity are needed to unwrap.
+    let binding = FileKeys::new(identity, EntityKey::from_bytes([0; 32]));
+    for (number, record) in (0u64..).zip(&contents.records) {
+        if record[0] == ERASURE || record[0] == SHREDDED {
+            continue;
+        }
+        match binding.unwrap(keyring, number, record) {
+            Ok(payload) if record[0] == INDEX => copy.index_key = Some(payload.key),
+            Ok(payload) => copy.keys.push((tag_of(record), payload.key)),
+            Err(_) => copy.failed += 1,
+        }
+        if record[0] != INDEX {
+            copy.tags.push(tag_of(record));
+        }
+    }
+    Ok(copy)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -576,15 +967,12 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates a log holding only its header; returns whether it was created.
-fn create_if_absent(path: &Path) -> Result<bool> {
+fn create_if_absent(path: &Path, identity: FileIdentity) -> Result<bool> {
     if path.exists() {
         return Ok(false);
     }
-    let mut file_id = [0u8; 8];
-    getrandom::fill(&mut file_id).map_err(|_| KeyStoreError::Random)?;
-    let mut header = MAGIC.to_vec();
-    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header.extend_from_slice(&file_id);
+    let mut header = vec![0u8; HEADER_LEN as usize];
+    header[..IDENTITY_LEN].copy_from_slice(&identity.0);
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -600,104 +988,181 @@ fn create_if_absent(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-fn open_log(path: &Path) -> Result<File> {
+fn open_log(path: &Path) -> Result<(File, FileIdentity)> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(io("opening the key store", path))?;
+    let corrupt = |reason| KeyStoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut header = [0u8; HEADER_LEN as usize];
     file.read_exact_at(&mut header, 0)
-        .map_err(|_| KeyStoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "bad header",
-        })?;
+        .map_err(|_| corrupt("bad header"))?;
     if &header[..4] != MAGIC {
-        return Err(KeyStoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "bad header",
-        });
+        return Err(corrupt("bad header"));
     }
     if header[4..8] != FORMAT_VERSION.to_le_bytes() {
-        return Err(KeyStoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "unsupported format version (made by another delink release)",
-        });
+        return Err(corrupt(
+            "unsupported format version (made by another delink release)",
+        ));
     }
-    Ok(file)
+    let mut identity = [0u8; IDENTITY_LEN];
+    identity.copy_from_slice(&header[..IDENTITY_LEN]);
+    Ok((file, FileIdentity(identity)))
 }
 
-/// Reads every complete record from `from`; with `repair`, cuts a torn tail
-/// left by an interrupted write (never synced, so never used by a published file).
-fn read_records(
-    file: &File,
-    path: &Path,
-    from: u64,
-    repair: bool,
-) -> Result<Vec<[u8; RECORD_LEN]>> {
+/// The complete records of a log from some offset, and the bytes of a torn tail.
+struct Contents {
+    header: [u8; HEADER_LEN as usize],
+    records: Vec<[u8; RECORD_LEN]>,
+    torn: u64,
+}
+
+fn read_records(file: &File, path: &Path, from: u64) -> Result<Contents> {
     let length = file
         .metadata()
         .map_err(io("reading the key store", path))?
         .len();
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(io("reading the key store", path))?;
     let available = length.saturating_sub(from);
     let complete = available - available % RECORD_LEN as u64;
     let mut bytes = vec![0u8; complete as usize];
     file.read_exact_at(&mut bytes, from)
         .map_err(io("reading the key store", path))?;
-    if repair && complete != available {
-        tracing::warn!(
-            torn_bytes = available - complete,
-            "key store ends in a torn record from an interrupted write; cutting it off"
-        );
-        file.set_len(from + complete)
-            .and_then(|()| file.sync_all())
-            .map_err(io("repairing the key store", path))?;
-    }
-    Ok(bytes
+    let records = bytes
         .chunks_exact(RECORD_LEN)
         .map(|chunk| {
             let mut record = [0u8; RECORD_LEN];
             record.copy_from_slice(chunk);
             record
         })
-        .collect())
+        .collect();
+    Ok(Contents {
+        header,
+        records,
+        torn: available - complete,
+    })
 }
 
 /// What a full read of the log found.
 struct Loaded {
-    index_key: Option<EntityKey>,
-    keys: HashMap<LookupTag, Slot, BuildPrehashedHasher>,
+    index: Index,
+    head: Option<Head>,
     /// Erased records whose bytes are still there (a crash between notice and shredding).
     unshredded: Vec<u64>,
 }
 
-fn load(keyring: &Keyring, records: &[[u8; RECORD_LEN]]) -> Result<Loaded> {
-    let erased: HashSet<u64> = records
-        .iter()
-        .filter(|record| record[0] == ERASURE)
-        .map(erased_record)
-        .collect();
+/// Verifies and indexes every record of a log; refuses one cut shorter than its head.
+fn load(
+    keyring: &Keyring,
+    identity: FileIdentity,
+    contents: &Contents,
+    path: &Path,
+) -> Result<Loaded> {
+    let records = &contents.records;
+    let corrupt = |reason| KeyStoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let first = records.first().ok_or(corrupt("the index key is missing"))?;
+    if first[0] != INDEX || first[1..65].iter().any(|byte| *byte != 0) {
+        return Err(KeyStoreError::Unwrap { record: 0 });
+    }
+    let binding = FileKeys::new(identity, EntityKey::from_bytes([0; 32]));
+    let index_key = binding.unwrap(keyring, 0, first)?.key;
+    let keys = FileKeys::new(identity, index_key);
+    let head = keys.head(&contents.header);
+    match head {
+        Some(head) if head.records > records.len() as u64 => {
+            return Err(corrupt(
+                "the key log is shorter than its head records: records were cut off its end; restore it from backup",
+            ));
+        }
+        None if records.len() > 1 => {
+            return Err(corrupt(
+                "the key log's head is missing or altered; restore it from backup",
+            ));
+        }
+        _ => {}
+    }
+    let mut erased = HashSet::new();
+    for (number, record) in (0u64..).zip(records).skip(1) {
+        if matches!(record[0], ERASURE | SHREDDED) {
+            match authentic_marker(&keys, number, record) {
+                Some(target) => erased.extend(target),
+                None => return Err(KeyStoreError::Unwrap { record: number }),
+            }
+        }
+    }
     let mut loaded = Loaded {
-        index_key: None,
-        keys: HashMap::with_hasher(BuildPrehashedHasher::default()),
+        index: Index {
+            keys,
+            slots: HashMap::with_hasher(BuildPrehashedHasher::default()),
+        },
+        head,
         unshredded: Vec::new(),
     };
-    for (number, record) in records.iter().enumerate() {
-        let number = number as u64;
+    for (number, record) in (0u64..).zip(records).skip(1) {
         match record[0] {
             ERASURE | SHREDDED => {}
-            _ if erased.contains(&number) => loaded.unshredded.push(number),
-            INDEX => {
-                let (_, key) = unwrap_record(keyring, number, record)?;
-                loaded.index_key.get_or_insert(key);
+            // Erased but not yet overwritten (a crash in between): still an authentic key record.
+            _ if erased.contains(&number) => {
+                loaded.index.keys.slot(keyring, number, record)?;
+                loaded.unshredded.push(number);
             }
             _ => {
-                let slot = verified_slot(keyring, number, record)?;
-                loaded.keys.entry(tag_of(record)).or_insert(slot);
+                let slot = loaded.index.keys.slot(keyring, number, record)?;
+                loaded.index.slots.entry(tag_of(record)).or_insert(slot);
             }
         }
     }
     Ok(loaded)
+}
+
+/// Checks a notice or shredded record's MAC; returns the record a notice erases.
+fn authentic_marker(
+    keys: &FileKeys,
+    number: u64,
+    record: &[u8; RECORD_LEN],
+) -> Option<Option<u64>> {
+    if !keys.marker_is_authentic(number, record) {
+        return None;
+    }
+    match record[0] {
+        ERASURE => {
+            let erased = u64_at(record, 1);
+            (erased > 0 && erased < number).then_some(Some(erased))
+        }
+        _ => Some(None),
+    }
+}
+
+/// The index key's record: record 0, no tags, no epoch.
+fn index_record(keys: &FileKeys, keyring: &Keyring) -> Result<[u8; RECORD_LEN]> {
+    let payload = KeyPayload {
+        key: keys.index_key.clone(),
+        digest: [0; 32],
+        group: [0; 32],
+    };
+    keys.encode(keyring, 0, INDEX, (&[0; 32], &[0; 32]), 0, &payload)
+}
+
+/// Makes the log durable, then writes `head` to its slot and makes that durable.
+fn sync_then_write_head(file: &File, keys: &FileKeys, head: Head, path: &Path) -> Result<()> {
+    file.sync_data()
+        .map_err(io("syncing the key store", path))?;
+    let slot = IDENTITY_LEN as u64 + (head.counter % 2) * HEAD_SLOT_LEN as u64;
+    write_record(file, slot, &keys.head_slot(head), path)?;
+    file.sync_data().map_err(io("syncing the key store", path))
+}
+
+fn record_offset(number: u64) -> u64 {
+    HEADER_LEN + number * RECORD_LEN as u64
 }
 
 fn tag_of(record: &[u8; RECORD_LEN]) -> LookupTag {
@@ -706,33 +1171,29 @@ fn tag_of(record: &[u8; RECORD_LEN]) -> LookupTag {
     tag
 }
 
-fn erased_record(record: &[u8; RECORD_LEN]) -> u64 {
-    let mut number = [0u8; 8];
-    number.copy_from_slice(&record[1..9]);
-    u64::from_le_bytes(number)
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut field = [0u8; 8];
+    field.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(field)
 }
 
-fn encode(
-    keyring: &Keyring,
-    kind: u8,
-    tag: &LookupTag,
-    epoch: u32,
-    key: &EntityKey,
-) -> Result<[u8; RECORD_LEN]> {
-    let (version, wrapped) = keyring.wrap(key, &wrap_aad(kind, epoch, tag))?;
-    let mut record = [0u8; RECORD_LEN];
-    record[0] = kind;
-    record[1..33].copy_from_slice(tag);
-    record[33..37].copy_from_slice(&version.to_le_bytes());
-    record[37..41].copy_from_slice(&epoch.to_le_bytes());
-    record[41..].copy_from_slice(&wrapped);
-    Ok(record)
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut field = [0u8; 4];
+    field.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(field)
 }
 
-fn wrapped_of(record: &[u8; RECORD_LEN]) -> [u8; WRAPPED_LEN] {
-    let mut wrapped = [0u8; WRAPPED_LEN];
-    wrapped.copy_from_slice(&record[41..]);
-    wrapped
+fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn unwrap_error(failure: UnwrapFailure, record: u64, version: u32) -> KeyStoreError {
@@ -742,54 +1203,9 @@ fn unwrap_error(failure: UnwrapFailure, record: u64, version: u32) -> KeyStoreEr
     }
 }
 
-/// Reads an entity record into a slot, checking that its key unwraps (so
-/// tampering is caught when the record is read) and dropping the unwrapped key.
-fn verified_slot(keyring: &Keyring, number: u64, record: &[u8; RECORD_LEN]) -> Result<Slot> {
-    unwrap_record(keyring, number, record).map(|(slot, _)| slot)
-}
-
-/// Reads a record into a slot and unwraps its key.
-fn unwrap_record(
-    keyring: &Keyring,
-    number: u64,
-    record: &[u8; RECORD_LEN],
-) -> Result<(Slot, EntityKey)> {
-    let kind = record[0];
-    let tag = tag_of(record);
-    let mut field = [0u8; 4];
-    field.copy_from_slice(&record[33..37]);
-    let kek_version = u32::from_le_bytes(field);
-    field.copy_from_slice(&record[37..41]);
-    let epoch = u32::from_le_bytes(field);
-    if kind != INDEX && Scope::from_code(kind).is_none() {
-        return Err(KeyStoreError::Unwrap { record: number });
-    }
-    let slot = Slot {
-        wrapped: wrapped_of(record),
-        record: number,
-        scope_code: kind,
-        epoch,
-        kek_version,
-    };
-    let key = slot.unwrap(keyring, &tag)?;
-    Ok((slot, key))
-}
-
 fn write_record(file: &File, offset: u64, bytes: &[u8], path: &Path) -> Result<()> {
     file.write_all_at(bytes, offset)
         .map_err(io("writing the key store", path))
-}
-
-/// Overwrites a record in place: its tag and wrapped key are gone from the file.
-fn shred(file: &File, record: u64, path: &Path) -> Result<()> {
-    let mut shredded = [0u8; RECORD_LEN];
-    shredded[0] = SHREDDED;
-    write_record(
-        file,
-        HEADER_LEN + record * RECORD_LEN as u64,
-        &shredded,
-        path,
-    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -19,13 +19,10 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
 use crate::seal::{NONCE_LEN, TAG_LEN};
-use crate::{EntityKey, KeyStoreError, Result};
+use crate::{KeyStoreError, Result};
 
 /// Name of the environment variable that may carry the keyring.
 pub const KEK_ENV: &str = "DELINK_KEK";
-
-/// Length of a wrapped entity key: nonce ‖ 32-byte key ciphertext ‖ tag.
-pub const WRAPPED_LEN: usize = NONCE_LEN + 32 + TAG_LEN;
 
 /// Says where the keyring comes from.
 #[derive(Debug, Clone)]
@@ -121,8 +118,9 @@ impl Keyring {
         self.keks.keys().copied().collect()
     }
 
-    /// Wraps an entity key under the newest version, binding `aad`.
-    pub fn wrap(&self, key: &EntityKey, aad: &[u8]) -> Result<(u32, [u8; WRAPPED_LEN])> {
+    /// Wraps secret bytes under the newest version, binding `aad`; returns the
+    /// version and nonce ‖ ciphertext ‖ tag.
+    pub fn wrap(&self, plaintext: &[u8], aad: &[u8]) -> Result<(u32, Vec<u8>)> {
         let (version, secret) =
             self.keks
                 .iter()
@@ -137,45 +135,42 @@ impl Keyring {
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
-                    msg: key.expose(),
+                    msg: plaintext,
                     aad,
                 },
             )
             .map_err(|_| KeyStoreError::Seal)?;
-        let mut wrapped = [0u8; WRAPPED_LEN];
-        wrapped[..NONCE_LEN].copy_from_slice(&nonce);
-        wrapped[NONCE_LEN..].copy_from_slice(&ciphertext);
+        let mut wrapped = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(&ciphertext);
         Ok((*version, wrapped))
     }
 
-    /// Unwraps a key made by [`Keyring::wrap`] under `version`.
-    pub fn unwrap_key(
+    /// Unwraps bytes made by [`Keyring::wrap`] under `version` with the same `aad`.
+    pub fn unwrap(
         &self,
         version: u32,
-        wrapped: &[u8; WRAPPED_LEN],
+        wrapped: &[u8],
         aad: &[u8],
-    ) -> std::result::Result<EntityKey, UnwrapFailure> {
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, UnwrapFailure> {
         let secret = self
             .keks
             .get(&version)
             .ok_or(UnwrapFailure::VersionMissing)?;
+        if wrapped.len() < NONCE_LEN + TAG_LEN {
+            return Err(UnwrapFailure::Authentication);
+        }
         let cipher = XChaCha20Poly1305::new(secret.as_ref().into());
-        let plaintext = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&wrapped[..NONCE_LEN]),
-                    Payload {
-                        msg: &wrapped[NONCE_LEN..],
-                        aad,
-                    },
-                )
-                .map_err(|_| UnwrapFailure::Authentication)?,
-        );
-        let bytes: [u8; 32] = plaintext
-            .as_slice()
-            .try_into()
-            .map_err(|_| UnwrapFailure::Authentication)?;
-        Ok(EntityKey::from_bytes(bytes))
+        cipher
+            .decrypt(
+                XNonce::from_slice(&wrapped[..NONCE_LEN]),
+                Payload {
+                    msg: &wrapped[NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| UnwrapFailure::Authentication)
     }
 
     /// Generates a new, newest version and saves it to the keyring file.
@@ -320,12 +315,19 @@ fn generate_file(path: &Path) -> Result<()> {
         keks: BTreeMap::new(),
     };
     keyring.keks.insert(1, random_secret()?);
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|source| KeyStoreError::Io {
-            action: "creating the KEK directory",
-            path: parent.to_path_buf(),
-            source,
-        })?;
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| KeyStoreError::Io {
+                action: "creating the KEK directory",
+                path: parent.to_path_buf(),
+                source,
+            })?;
     }
     keyring.save(path)?;
     tracing::info!(path = %path.display(), "generated a new KEK; back it up apart from the data, it cannot be recovered");
@@ -383,17 +385,17 @@ mod tests {
         let old = Keyring::from_text(&format!("1:{HEX}")).expect("old");
         let both = Keyring::from_text(&format!("1:{HEX}\n2:{HEX2}")).expect("both");
         let new = Keyring::from_text(&format!("2:{HEX2}")).expect("new");
-        let key = EntityKey::random().expect("rng");
+        let key = [7u8; 32];
         let (version, wrapped) = old.wrap(&key, b"aad").expect("wrap");
         assert_eq!(version, 1);
-        let unwrapped = both.unwrap_key(1, &wrapped, b"aad").expect("unwrap");
-        assert_eq!(unwrapped.expose(), key.expose());
+        let unwrapped = both.unwrap(1, &wrapped, b"aad").expect("unwrap");
+        assert_eq!(unwrapped.as_slice(), key);
         assert_eq!(
-            new.unwrap_key(1, &wrapped, b"aad").map(|_| ()),
+            new.unwrap(1, &wrapped, b"aad").map(|_| ()),
             Err(UnwrapFailure::VersionMissing)
         );
         assert_eq!(
-            both.unwrap_key(1, &wrapped, b"other").map(|_| ()),
+            both.unwrap(1, &wrapped, b"other").map(|_| ()),
             Err(UnwrapFailure::Authentication)
         );
         assert_eq!(both.wrap(&key, b"aad").expect("wrap").0, 2);
@@ -403,14 +405,19 @@ mod tests {
     fn file_keyring_is_private_and_rotates_and_destroys() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("keys/kek");
+        let path = dir.path().join("keyrings/kek");
         let source = KekSource::File(path.clone());
         assert!(Keyring::load(&source, false).expect("load").is_none());
         let mut ring = Keyring::load(&source, true).expect("create").expect("ring");
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let key = EntityKey::random().expect("rng");
-        let (_, wrapped) = ring.wrap(&key, b"aad").expect("wrap");
+        let mode = fs::metadata(dir.path().join("keyrings"))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "the keyring directory is private too");
+        let (_, wrapped) = ring.wrap(&[7u8; 32], b"aad").expect("wrap");
         assert_eq!(ring.add_version().expect("rotate"), 2);
         let reloaded = Keyring::load(&source, false)
             .expect("reload")
@@ -423,7 +430,7 @@ mod tests {
             .expect("ring");
         assert_eq!(reloaded.versions(), [2]);
         assert_eq!(
-            reloaded.unwrap_key(1, &wrapped, b"aad").map(|_| ()),
+            reloaded.unwrap(1, &wrapped, b"aad").map(|_| ()),
             Err(UnwrapFailure::VersionMissing)
         );
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;

@@ -3,12 +3,15 @@
 //!
 //! Every entity (subject, installation, device, dataset, quarantine day) gets
 //! a random 256-bit key the first time it is seen. A store finds it by a
-//! lookup tag — a BLAKE3 keyed hash of scope, epoch and normalised
-//! identifier under a long-lived index key — so the raw identifier is never
-//! stored, and keeps it wrapped (XChaCha20-Poly1305) under the newest KEK of
-//! a [`Keyring`]. Erasing deletes the key (every pseudonym made with it
-//! becomes unlinkable), rotation re-wraps every live key under a new KEK, and
-//! destroying the old KEK makes copies of erased keys in backups useless.
+//! lookup tag — a BLAKE3 keyed hash of the entity's digest (scope, epoch,
+//! owner, normalised identifier) under the store's index key — so the raw
+//! identifier is never stored, and keeps it wrapped (XChaCha20-Poly1305)
+//! under the newest KEK of a [`Keyring`], together with the digests of the
+//! entity and of its key group. Erasing deletes the key and its group (every
+//! pseudonym made with them becomes unlinkable); rotation re-wraps every live
+//! key under a new KEK and re-tags it under a new index key; destroying the
+//! old KEK makes copies of erased keys in backups useless, and their tags
+//! impossible to recompute.
 //!
 //! The design decisions to know: [`KeyStore::key_for`] may hand out a new key
 //! before it is durable, so callers must [`KeyStore::sync`] before
@@ -28,23 +31,35 @@ mod error;
 mod journal;
 mod key;
 mod keyring;
+mod payload;
 mod seal;
 mod tag;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
-pub use embedded::EmbeddedKeyStore;
-pub use entity::{Entity, subject_entity};
+pub use embedded::{CopyContents, EmbeddedKeyStore, read_copy};
+pub use entity::{Entity, EntityDigest, subject_entity};
 pub use error::{KeyStoreError, Result};
 pub use journal::{JournalEvent, JournalKind};
 pub use key::EntityKey;
-pub use keyring::{KEK_ENV, KekSource, Keyring, UnwrapFailure, WRAPPED_LEN};
+pub use keyring::{KEK_ENV, KekSource, Keyring, UnwrapFailure};
+pub use payload::{KeyPayload, WRAPPED_LEN};
 pub use seal::{open_sealed, seal};
-pub use tag::{LookupTag, lookup_tag, wrap_aad};
+pub use tag::{LookupTag, group_tag, lookup_tag, tag_of_digest};
 
 use std::collections::BTreeMap;
 
 use delink_model::Scope;
+
+/// Names a store and how far it has grown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePosition {
+    /// A random id made when the store was created, as 32 hex digits; kept across rotations.
+    pub store_id: String,
+    /// A count that only grows: records appended over the store's life
+    /// (embedded), or keys ever created (PostgreSQL).
+    pub position: u64,
+}
 
 /// Finds, creates and erases entity keys. Implementations are shared by every worker thread
 /// of a process, and several processes may use one store at once.
@@ -68,13 +83,15 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Makes every key handed out so far durable.
     fn sync(&self) -> Result<()>;
 
-    /// Deletes the entity's key, durably; returns whether it existed.
+    /// Deletes the entity's key and every key in its key group, durably; returns
+    /// how many keys went. Erasing a charger erases each of its epochs and each
+    /// component key under it (see [`Entity`]).
     ///
-    /// The embedded store overwrites the record in place; a database may keep
+    /// The embedded store overwrites the records in place; a database may keep
     /// old copies in pages, WAL and backups, which KEK rotation and retirement
     /// make undecryptable. Other handles (and this one's [`KeyStore::generation`])
     /// learn of it once their [`KeyStore::refresh`] has run.
-    fn erase(&self, entity: &Entity<'_>) -> Result<bool>;
+    fn erase(&self, entity: &Entity<'_>) -> Result<u64>;
 
     /// Catches up with changes other handles made (erasures, and rotations: new keys are
     /// then wrapped under the newest KEK version); returns the generation.
@@ -106,6 +123,12 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
 
     /// The KEK version new keys are wrapped under (what a file written now depends on).
     fn kek_version(&self) -> u32;
+
+    /// The store's identity and its position: every key handed out so far is
+    /// within it once the next [`KeyStore::sync`] returns. Published files
+    /// record it, so a store later found shorter (cut, or restored from an
+    /// older backup) is refused instead of silently re-keying.
+    fn position(&self) -> Result<StorePosition>;
 
     /// Tells whether the store holds no entity key.
     fn is_empty(&self) -> Result<bool> {

@@ -1,24 +1,26 @@
 //! Lookup tags: how a store finds a key without storing the identifier.
+//!
+//! A tag is a keyed hash of the entity's digest under the store's index key.
+//! The index key changes with every KEK rotation (stores re-tag each live key
+//! from the digest kept wrapped in its record), so tags in an old backup
+//! cannot be recomputed from anything current once the old KEK is destroyed.
 
-use crate::{Entity, EntityKey};
+use crate::{Entity, EntityDigest, EntityKey};
 
-/// A keyed hash of scope, epoch and normalised identifier under the store's index key.
+/// A keyed hash of an entity's digest under the store's index key.
 pub type LookupTag = [u8; 32];
+
+/// Computes the tag of a digest (an entity's, or its group's).
+pub fn tag_of_digest(index_key: &EntityKey, digest: &EntityDigest) -> LookupTag {
+    *blake3::keyed_hash(index_key.expose(), digest).as_bytes()
+}
 
 /// Computes the lookup tag of an entity.
 pub fn lookup_tag(index_key: &EntityKey, entity: &Entity<'_>) -> LookupTag {
-    let mut hasher = blake3::Hasher::new_keyed(index_key.expose());
-    hasher.update(&[entity.scope.code()]);
-    hasher.update(&entity.epoch.to_le_bytes());
-    hasher.update(entity.id.as_bytes());
-    *hasher.finalize().as_bytes()
+    tag_of_digest(index_key, &entity.digest())
 }
 
-/// Builds the associated data a wrapped key is bound to: scope ‖ epoch ‖ tag.
-pub fn wrap_aad(scope_code: u8, epoch: u32, tag: &LookupTag) -> [u8; 37] {
-    let mut aad = [0u8; 37];
-    aad[0] = scope_code;
-    aad[1..5].copy_from_slice(&epoch.to_le_bytes());
-    aad[5..].copy_from_slice(tag);
-    aad
+/// Computes the tag of the entity's key group.
+pub fn group_tag(index_key: &EntityKey, entity: &Entity<'_>) -> LookupTag {
+    tag_of_digest(index_key, &entity.group_digest())
 }

@@ -40,6 +40,8 @@ macro_rules! conformance_tests {
             the_journal_keeps_events_in_order,
             concurrent_handles_create_one_key_per_entity,
             debug_output_shows_no_secret,
+            erasing_a_charger_erases_every_epoch_and_component_key,
+            the_position_grows_and_the_identity_stays_across_rotation,
         );
     };
     (@each $fixture:expr; $($check:ident),* $(,)?) => {
@@ -133,9 +135,10 @@ pub fn erasure_deletes_the_key_and_reaches_other_handles(backend: &dyn Backend) 
     worker.sync().expect("sync");
     let before = worker.generation();
 
-    assert!(eraser.erase(&subject).expect("erase"));
-    assert!(
-        !eraser.erase(&subject).expect("erase again"),
+    assert_eq!(eraser.erase(&subject).expect("erase"), 1);
+    assert_eq!(
+        eraser.erase(&subject).expect("erase again"),
+        0,
         "already gone"
     );
     assert_eq!(existing(&*eraser, subject), None);
@@ -343,4 +346,77 @@ pub fn debug_output_shows_no_secret(backend: &dyn Backend) {
     assert!(!shown.contains(&key_hex[..16]), "{shown}");
     assert!(!shown.contains("0a0b0c0d"), "{shown}");
     assert!(!shown.contains("secret-holder"), "{shown}");
+}
+
+/// Erasing a charger erases each of its epochs (future ones included) and each
+/// component key under it; the same component on another charger keeps its key.
+pub fn erasing_a_charger_erases_every_epoch_and_component_key(backend: &dyn Backend) {
+    let store = open(backend);
+    let mut household = Vec::new();
+    for epoch in [0, 1, 5, 900] {
+        household.push(Entity::device("ZAP-HOME", epoch));
+        household.push(Entity::component("ZAP-HOME", "SENSE-1", epoch));
+    }
+    for entity in &household {
+        key(&*store, *entity);
+    }
+    let elsewhere = Entity::component("ZAP-OTHER", "SENSE-1", 1);
+    let neighbour = Entity::device("ZAP-OTHER", 1);
+    let kept = [key(&*store, elsewhere), key(&*store, neighbour)];
+    store.sync().expect("sync");
+    assert_eq!(
+        store.erase(&Entity::device("ZAP-HOME", 0)).expect("erase"),
+        household.len() as u64
+    );
+    let other = open(backend);
+    for handle in [&store, &other] {
+        handle.refresh().expect("refresh");
+        for entity in &household {
+            assert_eq!(
+                existing(&**handle, *entity),
+                None,
+                "{:?} survived",
+                entity.epoch
+            );
+        }
+        assert_eq!(existing(&**handle, elsewhere), Some(*kept[0].expose()));
+        assert_eq!(existing(&**handle, neighbour), Some(*kept[1].expose()));
+    }
+}
+
+/// A store keeps its identity for life, and its position only grows: with new
+/// keys, with erasures and across a rotation.
+pub fn the_position_grows_and_the_identity_stays_across_rotation(backend: &dyn Backend) {
+    let source = keyring_file(backend);
+    let store = open(backend);
+    let start = store.position().expect("position");
+    assert_eq!(start.store_id.len(), 32);
+    key(&*store, Entity::new(Scope::Subject, "account:p1"));
+    store.sync().expect("sync");
+    let grown = store.position().expect("position");
+    assert!(grown.position > start.position, "{grown:?} after {start:?}");
+    assert_eq!(
+        store
+            .erase(&Entity::new(Scope::Subject, "account:p1"))
+            .expect("erase"),
+        1
+    );
+    key(&*store, Entity::new(Scope::Subject, "account:p2"));
+    store.sync().expect("sync");
+    let erased = store.position().expect("position");
+    assert!(
+        erased.position > grown.position,
+        "{erased:?} after {grown:?}"
+    );
+    let mut keyring = Keyring::load(&source, false).expect("load").expect("ring");
+    keyring.add_version().expect("add");
+    store.rewrap().expect("rewrap");
+    let rotated = store.position().expect("position");
+    assert_eq!(rotated.store_id, start.store_id);
+    assert!(
+        rotated.position >= erased.position,
+        "{rotated:?} after {erased:?}"
+    );
+    let reopened = open(backend);
+    assert_eq!(reopened.position().expect("position"), rotated);
 }

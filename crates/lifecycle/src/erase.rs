@@ -126,7 +126,7 @@ pub fn erase(
         kek_version: keyring.current_version(),
     };
     for (number, target) in (1..).zip(&normalised) {
-        let erased = erase_target(config, store, target)?;
+        let erased = erase_target(store, target)?;
         if erased == 0 {
             report.not_found += 1;
             report.not_found_targets.push(number);
@@ -213,24 +213,12 @@ fn record_pending(
     list.append(&lock, &entries)
 }
 
-/// Deletes a target's keys; returns how many there were.
-fn erase_target(config: &Config, store: &dyn KeyStore, target: &Target) -> Result<u64> {
-    let erased = |entity: Entity<'_>| store.erase(&entity).map(u64::from);
+/// Deletes a target's keys; returns how many there were. A charger's key
+/// group goes whole: every epoch (future ones included) and every component key.
+fn erase_target(store: &dyn KeyStore, target: &Target) -> Result<u64> {
     Ok(match target {
-        Target::Subject(subject) => erased(SubjectRef::entity(&subject.entity_id()))?,
-        Target::Installation(id) => erased(Entity::new(Scope::Installation, id))?,
-        Target::Device(serial) => {
-            let newest = config.device_epoch(chrono::Utc::now().timestamp_micros()) + 1;
-            let epochs = if config.keystore.device_epoch_days == 0 {
-                0..=0
-            } else {
-                0..=newest
-            };
-            let mut count = 0;
-            for epoch in epochs {
-                count += erased(Entity::device(serial, epoch))?;
-            }
-            count
-        }
+        Target::Subject(subject) => store.erase(&SubjectRef::entity(&subject.entity_id()))?,
+        Target::Installation(id) => store.erase(&Entity::new(Scope::Installation, id))?,
+        Target::Device(serial) => store.erase(&Entity::device(serial, 0))?,
     })
 }

@@ -194,7 +194,23 @@ pub struct KeyStatus {
     pub kek_versions: Vec<KekVersionStatus>,
     /// Every erasure in the journal, oldest first.
     pub erasures: Vec<ErasureStatus>,
+    /// What "complete" assumes, and whether this installation breaks it.
+    pub completeness: Completeness,
 }
+
+/// What an erasure's "complete" rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completeness {
+    /// The assumption, in words.
+    pub assumes: &'static str,
+    /// Set when the keyring lives inside the data directory: nothing is complete then.
+    pub broken_by: Option<String>,
+}
+
+/// What "complete" means, shown by `delink keys status`.
+const COMPLETE_ASSUMES: &str = "complete = every KEK version that could unwrap a copy of the erased keys \
+(in the store, its backups, or backups of the data directory) has been destroyed; this assumes the keyring \
+is kept apart from the data and its backups, and that no copy of a destroyed keyring survives elsewhere";
 
 /// Reads versions, counts and the backup horizon of each erasure.
 pub fn key_status(config: &Config, store: &dyn KeyStore) -> Result<KeyStatus> {
@@ -252,10 +268,28 @@ pub fn key_status(config: &Config, store: &dyn KeyStore) -> Result<KeyStatus> {
             _ => None,
         })
         .collect();
+    let broken_by = config.kek_inside_data_dir().then(|| {
+        format!(
+            "the keyring {} lives inside the data directory, so every backup of the data holds every KEK \
+             version; move it out (keystore.kek_file or DELINK_KEK), then rotate and retire",
+            config.kek_file().display()
+        )
+    });
+    let mut erasures: Vec<ErasureStatus> = erasures;
+    if let Some(reason) = &broken_by {
+        for erasure in &mut erasures {
+            erasure.complete_since = None;
+            erasure.next_step = Some(reason.clone());
+        }
+    }
     Ok(KeyStatus {
         live_keys: store.len()?,
         kek_versions,
         erasures,
+        completeness: Completeness {
+            assumes: COMPLETE_ASSUMES,
+            broken_by,
+        },
     })
 }
 

@@ -166,21 +166,44 @@ impl KeyCache {
 enum Wanted<'a> {
     Subject(SubjectId<'a>),
     Installation(&'a str),
-    Device { serial: &'a str, epoch: u32 },
+    Device {
+        serial: &'a str,
+        epoch: u32,
+    },
+    /// A component's key is its own, in the key group of the charger it is fitted to.
+    Component {
+        charger: &'a str,
+        serial: &'a str,
+        epoch: u32,
+    },
 }
 
 impl Wanted<'_> {
-    /// Writes the cache key: scope code ‖ epoch ‖ normalised identifier.
+    /// Writes the cache key: scope code ‖ epoch ‖ owner (a charger's serial,
+    /// length-prefixed, for a component; a marker otherwise) ‖ normalised identifier.
     fn write_cache_key(self, buffer: &mut Vec<u8>) {
-        let (scope, epoch, parts): (Scope, u32, [&str; 2]) = match self {
-            Wanted::Subject(SubjectId::Account(id)) => (Scope::Subject, 0, ["account:", id]),
-            Wanted::Subject(SubjectId::Rfid(tag)) => (Scope::Subject, 0, ["rfid:", tag]),
-            Wanted::Installation(id) => (Scope::Installation, 0, ["", id]),
-            Wanted::Device { serial, epoch } => (Scope::Device, epoch, ["", serial]),
+        let (scope, epoch, owner, parts): (Scope, u32, Option<&str>, [&str; 2]) = match self {
+            Wanted::Subject(SubjectId::Account(id)) => (Scope::Subject, 0, None, ["account:", id]),
+            Wanted::Subject(SubjectId::Rfid(tag)) => (Scope::Subject, 0, None, ["rfid:", tag]),
+            Wanted::Installation(id) => (Scope::Installation, 0, None, ["", id]),
+            Wanted::Device { serial, epoch } => (Scope::Device, epoch, None, ["", serial]),
+            Wanted::Component {
+                charger,
+                serial,
+                epoch,
+            } => (Scope::Device, epoch, Some(charger), ["", serial]),
         };
         buffer.clear();
         buffer.push(scope.code());
         buffer.extend_from_slice(&epoch.to_le_bytes());
+        match owner {
+            Some(charger) => {
+                buffer.push(1);
+                buffer.extend_from_slice(&(charger.len() as u32).to_le_bytes());
+                buffer.extend_from_slice(charger.as_bytes());
+            }
+            None => buffer.push(0),
+        }
         for part in parts {
             buffer.extend_from_slice(part.as_bytes());
         }
@@ -193,6 +216,11 @@ impl Wanted<'_> {
             }
             Wanted::Installation(id) => store.key_for(&Entity::new(Scope::Installation, id)),
             Wanted::Device { serial, epoch } => store.key_for(&Entity::device(serial, epoch)),
+            Wanted::Component {
+                charger,
+                serial,
+                epoch,
+            } => store.key_for(&Entity::component(charger, serial, epoch)),
         }
     }
 }
@@ -268,8 +296,12 @@ impl<'c> KeyLookups<'c> {
             .components
             .iter()
             .map(|component| {
-                let serial = component.serial.as_ref();
-                self.key_holding(&mut held, Wanted::Device { serial, epoch })
+                let wanted = Wanted::Component {
+                    charger: serial,
+                    serial: component.serial.as_ref(),
+                    epoch,
+                };
+                self.key_holding(&mut held, wanted)
             })
             .collect::<Result<Vec<_>>>()?;
         drop(held);

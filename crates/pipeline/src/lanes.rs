@@ -199,7 +199,10 @@ fn absorb(
     let Some(open) = lane.open.take() else {
         return Ok(None);
     };
-    // Where the file's rows came from, and the KEK version current as it is sealed.
+    // Where the file's rows came from, and the key store (identity, position and
+    // KEK version) as it is sealed: the publisher syncs the store before the
+    // file is visible, so the store is at least this long whenever it is.
+    let store_position = store.position()?;
     let coordinates = [
         ("delink.source", open.segment.source.to_string()),
         (
@@ -208,6 +211,11 @@ fn absorb(
         ),
         ("delink.end_position", processed.end_position.to_string()),
         ("delink.kek_version", store.kek_version().to_string()),
+        ("delink.keystore_id", store_position.store_id),
+        (
+            "delink.keystore_position",
+            store_position.position.to_string(),
+        ),
     ]
     .map(|(key, value)| (key.to_owned(), value));
     let mut files = Vec::new();

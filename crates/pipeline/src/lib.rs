@@ -23,6 +23,7 @@ mod in_flight;
 mod keys;
 mod lanes;
 mod progress;
+mod provenance;
 mod publisher;
 mod replay;
 mod run;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow};
 use delink_config::Config;
 use delink_datadir::{DataLayout, WorkerSpace, purge_quarantine, quarantine_schema, utc_day};
 use delink_decode::DecodeLimits;
-use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore};
+use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore, KeyStoreError};
 use delink_keystore_postgres::PostgresKeyStore;
 use delink_model::{Dataset, DeadLetters, PipelineStopped, SCHEMA_V1, Scope, Source};
 use delink_policy::Plan;
@@ -24,6 +24,7 @@ use crate::dispatch::{Dispatch, Work};
 use crate::in_flight::InFlight;
 use crate::keys::{KeyCache, MAX_CACHED_KEYS};
 use crate::lanes::{OrderedStage, Outputs};
+use crate::provenance::PublishedOutput;
 use crate::publisher::publish_segments;
 use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, QuarantineKeys, WorkerContext, process};
@@ -32,7 +33,24 @@ use crate::worker::{ProcessedBatch, QuarantineKeys, WorkerContext, process};
 /// is created (with its KEK) or refused.
 pub fn open_key_store(config: &Config, access: StoreAccess) -> Result<Arc<dyn KeyStore>> {
     let kek = KekSource::from_env_or_file(config.kek_file());
-    let create = access == StoreAccess::CreateIfMissing;
+    if config.kek_inside_data_dir() {
+        if !config.kek_file().exists() {
+            anyhow::bail!(
+                "refusing to create the keyring at {} inside the data directory: every backup of the data \
+                 would carry the KEK and undo erasures; set keystore.kek_file to a path outside {} (or DELINK_KEK)",
+                config.kek_file().display(),
+                config.data_dir.display()
+            );
+        }
+        tracing::warn!(
+            keyring = %config.kek_file().display(),
+            "THE KEYRING IS INSIDE THE DATA DIRECTORY: every backup of the data holds the KEK, so no erasure \
+             is complete; move it out (keystore.kek_file or DELINK_KEK), then `delink keys rotate` and `keys retire`"
+        );
+    }
+    let published = PublishedOutput::read(&DataLayout::new(&config.data_dir))?;
+    // A data directory with output never gets a new store: it would re-key everything.
+    let create = access == StoreAccess::CreateIfMissing && !published.exists();
     let store: Arc<dyn KeyStore> = match config.keystore.backend.as_str() {
         "postgres" => {
             let url = config
@@ -43,7 +61,11 @@ pub fn open_key_store(config: &Config, access: StoreAccess) -> Result<Arc<dyn Ke
             } else {
                 PostgresKeyStore::open_existing(&url, &kek)
             };
-            Arc::new(store.context("cannot open the PostgreSQL key store")?)
+            Arc::new(
+                store
+                    .map_err(|error| missing_with_output(error, &published))
+                    .context("cannot open the PostgreSQL key store")?,
+            )
         }
         _ => {
             let dir = DataLayout::new(&config.data_dir).keys();
@@ -52,10 +74,29 @@ pub fn open_key_store(config: &Config, access: StoreAccess) -> Result<Arc<dyn Ke
             } else {
                 EmbeddedKeyStore::open_existing(&dir, &kek)
             };
-            Arc::new(store.context("cannot open the key store")?)
+            Arc::new(
+                store
+                    .map_err(|error| missing_with_output(error, &published))
+                    .context("cannot open the key store")?,
+            )
         }
     };
+    published
+        .check(&*store)
+        .context("the key store does not match the published output; nothing was changed")?;
     Ok(store)
+}
+
+/// Explains a missing store next to published output: restore it, never start afresh.
+fn missing_with_output(error: KeyStoreError, published: &PublishedOutput) -> anyhow::Error {
+    match error {
+        KeyStoreError::StoreMissing { location } if published.exists() => anyhow::anyhow!(
+            "no key store at {location}, but the data directory holds {} published files written with one; \
+             restore the key store from backup (a new store would give every identifier new pseudonyms)",
+            published.files
+        ),
+        other => other.into(),
+    }
 }
 
 /// Whether opening a key store may create it.

@@ -104,6 +104,10 @@ fn devices_refuses_subject_linked_and_installation_columns() {
             r#"{ action = "pseudonymise", scope = "subject" }"#,
         ),
         (
+            "observation_id",
+            r#"{ action = "pseudonymise", scope = "dataset" }"#,
+        ),
+        (
             "network.ip",
             r#"{ action = "pseudonymise", scope = "device" }"#,
         ),

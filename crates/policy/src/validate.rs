@@ -195,10 +195,10 @@ fn devices_allows(field: Field, action: &Action) -> std::result::Result<(), Stri
         return Err("devices/ may hold no personal data, not even pseudonymised; drop it".into());
     }
     if let Action::Pseudonymise { scope, .. } = action
-        && !matches!(scope, Scope::Device | Scope::Dataset)
+        && *scope != Scope::Device
     {
         return Err(format!(
-            "devices/ may only use device or dataset keys, not {}",
+            "devices/ pseudonyms must use device keys (so erasing a charger makes its rows unlinkable), not {}",
             scope.as_str()
         ));
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::testkit::{self, Backend, TEST_KEK};
+use crate::testkit::{self, Backend};
 
 /// A fresh embedded store in a temporary directory.
 struct Embedded {
@@ -49,6 +49,10 @@ fn the_store_never_holds_the_raw_identifier() {
     assert!(!log_bytes(&backend).windows(4).any(|w| w == b"kari"));
 }
 
+fn index_key_of(store: &EmbeddedKeyStore) -> EntityKey {
+    store.read_index().keys.index_key.clone()
+}
+
 #[test]
 fn erasure_overwrites_the_record_in_place() {
     let backend = Embedded::new();
@@ -56,14 +60,14 @@ fn erasure_overwrites_the_record_in_place() {
     let subject = Entity::new(Scope::Subject, "account:gone");
     store.key_for(&subject).expect("key");
     store.sync().expect("sync");
-    let tag = lookup_tag(&store.index_key, &subject);
+    let tag = lookup_tag(&index_key_of(&store), &subject);
     let before = log_bytes(&backend);
     let at = before
         .windows(32)
         .position(|window| window == tag)
         .expect("the record is there");
-    let wrapped = before[at + 40..at + 40 + WRAPPED_LEN].to_vec();
-    assert!(store.erase(&subject).expect("erase"));
+    let wrapped = before[at + FIELDS_LEN - 1..at + FIELDS_LEN - 1 + WRAPPED_LEN].to_vec();
+    assert_eq!(store.erase(&subject).expect("erase"), 1);
     let after = log_bytes(&backend);
     assert!(
         !after.windows(32).any(|window| window == tag),
@@ -87,7 +91,7 @@ fn missing_kek_is_refused_once_the_store_holds_keys() {
 }
 
 #[test]
-fn a_torn_tail_is_cut_and_tampering_is_detected() {
+fn a_torn_tail_beyond_the_head_is_cut_and_the_keys_stay() {
     let backend = Embedded::new();
     let log = backend.keys_dir().join(LOG_FILE);
     let entity = Entity::new(Scope::Installation, "site");
@@ -100,21 +104,169 @@ fn a_torn_tail_is_cut_and_tampering_is_detected() {
     let mut file = OpenOptions::new().append(true).open(&log).expect("log");
     file.write_all(&[7u8; 50]).expect("torn write");
     drop(file);
-    {
-        let store = open(&backend);
-        let reloaded = store.existing_key(&entity).expect("lookup");
-        assert_eq!(reloaded.expect("kept").expose(), key.expose());
+    let store = open(&backend);
+    let reloaded = store.existing_key(&entity).expect("lookup");
+    assert_eq!(reloaded.expect("kept").expose(), key.expose());
+    let length = fs::metadata(&log).expect("meta").len();
+    assert_eq!((length - HEADER_LEN) % RECORD_LEN as u64, 0);
+}
+
+/// A store with records of every kind: the index key, keys of several scopes
+/// and epochs, an erasure notice and the shredded record it names.
+fn store_of_every_kind(backend: &Embedded) -> Vec<(u8, u64)> {
+    let store = open(backend);
+    for entity in [
+        Entity::new(Scope::Subject, "account:kept"),
+        Entity::new(Scope::Installation, "site:kept"),
+        Entity::device("ZAP-T", 3),
+        Entity::component("ZAP-T", "SENSE-T", 3),
+        Entity::new(Scope::Dataset, "devices"),
+        Entity::new(Scope::Subject, "account:erased"),
+    ] {
+        store.key_for(&entity).expect("key");
     }
-    let mut bytes = fs::read(&log).expect("read");
-    assert_eq!((bytes.len() as u64 - HEADER_LEN) % RECORD_LEN as u64, 0);
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&log, bytes).expect("tamper");
-    let env = KekSource::Env(TEST_KEK.to_owned());
-    assert!(matches!(
-        EmbeddedKeyStore::open(&backend.keys_dir(), &env),
-        Err(KeyStoreError::Unwrap { .. })
-    ));
+    store
+        .erase(&Entity::new(Scope::Subject, "account:erased"))
+        .expect("erase");
+    store.sync().expect("sync");
+    let bytes = log_bytes(backend);
+    let kinds = bytes[HEADER_LEN as usize..]
+        .chunks_exact(RECORD_LEN)
+        .map(|record| record[0]);
+    (0u64..)
+        .zip(kinds)
+        .map(|(number, kind)| (kind, number))
+        .collect()
+}
+
+#[test]
+fn a_change_to_any_byte_of_any_record_kind_fails_closed() {
+    let backend = Embedded::new();
+    let records = store_of_every_kind(&backend);
+    let mut sampled = HashMap::new();
+    for (kind, number) in &records {
+        sampled.entry(*kind).or_insert(*number);
+    }
+    assert_eq!(
+        sampled.len(),
+        7,
+        "index, five scopes... and markers: {records:?}"
+    );
+    let log = backend.keys_dir().join(LOG_FILE);
+    let pristine = fs::read(&log).expect("read");
+    let kek = testkit::keyring_file(&backend);
+    let mut changes = 0;
+    for number in sampled.values() {
+        let at = record_offset(*number) as usize;
+        for byte in 0..RECORD_LEN {
+            for flip in [0x01u8, 0x80] {
+                let mut bytes = pristine.clone();
+                bytes[at + byte] ^= flip;
+                fs::write(&log, &bytes).expect("tamper");
+                let opened = EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek);
+                assert!(
+                    opened.is_err(),
+                    "record {number} byte {byte} ^ {flip:#x} went unnoticed"
+                );
+                changes += 1;
+            }
+        }
+        // Every other kind byte, too: a key record turned into a notice, and so on.
+        for kind in [INDEX, 1, 2, 3, 4, 5, ERASURE, SHREDDED, 0x42] {
+            let mut bytes = pristine.clone();
+            if bytes[at] == kind {
+                continue;
+            }
+            bytes[at] = kind;
+            fs::write(&log, &bytes).expect("tamper");
+            assert!(
+                EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek).is_err(),
+                "record {number} relabelled {kind} went unnoticed"
+            );
+            changes += 1;
+        }
+    }
+    // The identity part of the header is bound into every record.
+    for byte in 8..IDENTITY_LEN {
+        let mut bytes = pristine.clone();
+        bytes[byte] ^= 1;
+        fs::write(&log, &bytes).expect("tamper");
+        assert!(
+            EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek).is_err(),
+            "header byte {byte} went unnoticed"
+        );
+        changes += 1;
+    }
+    assert!(changes > 3000, "{changes}");
+    fs::write(&log, &pristine).expect("restore");
+    EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek).expect("the pristine store opens");
+}
+
+#[test]
+fn a_log_cut_at_a_record_boundary_or_without_its_head_is_refused() {
+    let backend = Embedded::new();
+    let records = store_of_every_kind(&backend).len() as u64;
+    let log = backend.keys_dir().join(LOG_FILE);
+    let pristine = fs::read(&log).expect("read");
+    let kek = testkit::keyring_file(&backend);
+    for kept in 1..records {
+        let cut = &pristine[..record_offset(kept) as usize];
+        fs::write(&log, cut).expect("cut");
+        let error = EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek)
+            .map(|_| ())
+            .expect_err("a cut log");
+        assert!(error.to_string().contains("cut off"), "{kept}: {error}");
+        // A cut that leaves a partial record is no torn tail either.
+        let mut torn = cut.to_vec();
+        torn.extend_from_slice(&pristine[cut.len()..cut.len() + 20]);
+        fs::write(&log, &torn).expect("cut");
+        assert!(EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek).is_err());
+    }
+    let mut headless = pristine.clone();
+    headless[IDENTITY_LEN..HEADER_LEN as usize].fill(0);
+    fs::write(&log, &headless).expect("no head");
+    let error = EmbeddedKeyStore::open_existing(&backend.keys_dir(), &kek)
+        .map(|_| ())
+        .expect_err("no head");
+    assert!(error.to_string().contains("head"), "{error}");
+    fs::remove_file(&log).expect("delete");
+    let error = EmbeddedKeyStore::open(&backend.keys_dir(), &kek)
+        .map(|_| ())
+        .expect_err("a deleted log is not a new store");
+    assert!(error.to_string().contains("journal remains"), "{error}");
+    assert!(!log.exists(), "nothing was created in its place");
+}
+
+#[test]
+fn rotation_re_tags_every_key_under_a_new_index_key() {
+    let backend = Embedded::new();
+    let source = testkit::keyring_file(&backend);
+    let store = open(&backend);
+    let entities = [
+        Entity::new(Scope::Subject, "account:tagged"),
+        Entity::device("ZAP-TAG", 2),
+    ];
+    for entity in &entities {
+        store.key_for(entity).expect("key");
+    }
+    store.sync().expect("sync");
+    let old_index = index_key_of(&store);
+    let old_tags: Vec<LookupTag> = entities.iter().map(|e| lookup_tag(&old_index, e)).collect();
+    let mut keyring = Keyring::load(&source, false).expect("load").expect("ring");
+    keyring.add_version().expect("add");
+    store.rewrap().expect("rewrap");
+    keyring.destroy(&[1]).expect("destroy v1");
+    let current = Keyring::load(&source, false).expect("load").expect("ring");
+    let copy = read_copy(&backend.keys_dir().join(LOG_FILE), &current).expect("copy");
+    let new_index = copy.index_key.expect("the index key unwraps");
+    assert_ne!(new_index.expose(), old_index.expose());
+    for tag in &old_tags {
+        assert!(!copy.tags.contains(tag), "an old tag is still current");
+    }
+    let reopened = EmbeddedKeyStore::open_existing(&backend.keys_dir(), &source).expect("open");
+    for entity in &entities {
+        assert!(reopened.existing_key(entity).expect("lookup").is_some());
+    }
 }
 
 #[test]
@@ -138,8 +290,8 @@ fn the_index_keeps_keys_wrapped_and_every_lookup_unwraps_them() {
     let entity = Entity::new(Scope::Subject, "account:wrapped");
     let key = store.key_for(&entity).expect("key");
     store.sync().expect("sync");
-    let tag = lookup_tag(&store.index_key, &entity);
-    let slot = *store.read_keys().get(&tag).expect("indexed");
+    let tag = lookup_tag(&index_key_of(&store), &entity);
+    let slot = *store.read_index().slots.get(&tag).expect("indexed");
     assert!(
         log_bytes(&backend)
             .windows(WRAPPED_LEN)
