@@ -544,6 +544,7 @@ fn every_file_that_can_hold_personal_data_is_owner_only() {
         scratch.data.join("quarantine"),
         scratch.data.join("retention"),
         scratch.data.join("keys"),
+        kek_path(&scratch.data),
         export,
         replay,
     ] {

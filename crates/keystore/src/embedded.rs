@@ -168,21 +168,28 @@ impl FileKeys {
         slot
     }
 
-    /// Reads the newest authentic head slot; `None` when neither is.
-    fn head(&self, header: &[u8]) -> Option<Head> {
-        (0..2)
-            .filter_map(|index| {
-                let at = IDENTITY_LEN + index * HEAD_SLOT_LEN;
-                let slot = &header[at..at + HEAD_SLOT_LEN];
-                let head = Head {
-                    counter: u64_at(slot, 0),
-                    records: u64_at(slot, 8),
-                };
-                let authentic =
-                    head.counter > 0 && constant_time_eq(&self.head_slot(head)[16..], &slot[16..]);
-                authentic.then_some(head)
-            })
-            .max_by_key(|head| head.counter)
+    /// Reads the newest head; `Ok(None)` when no slot was ever written, an
+    /// error when a slot is neither blank nor authentic.
+    fn head(&self, header: &[u8]) -> std::result::Result<Option<Head>, &'static str> {
+        let mut newest: Option<Head> = None;
+        for index in 0..2 {
+            let at = IDENTITY_LEN + index * HEAD_SLOT_LEN;
+            let slot = &header[at..at + HEAD_SLOT_LEN];
+            if slot.iter().all(|byte| *byte == 0) {
+                continue;
+            }
+            let head = Head {
+                counter: u64_at(slot, 0),
+                records: u64_at(slot, 8),
+            };
+            if head.counter == 0 || !constant_time_eq(&self.head_slot(head)[16..], &slot[16..]) {
+                return Err("the key log's head is altered; restore it from backup");
+            }
+            if newest.is_none_or(|seen| head.counter > seen.counter) {
+                newest = Some(head);
+            }
+        }
+        Ok(newest)
     }
 
     /// Encodes a key record at `number`, wrapped under the keyring's newest KEK.
@@ -646,7 +653,14 @@ impl EmbeddedKeyStore {
             .read_exact_at(&mut header, 0)
             .map_err(io("reading the key store", &path))?;
         let index = self.read_index();
-        let on_disk = index.keys.head(&header).unwrap_or(log.head);
+        let on_disk = index
+            .keys
+            .head(&header)
+            .map_err(|reason| KeyStoreError::Corrupt {
+                path: path.clone(),
+                reason,
+            })?
+            .unwrap_or(log.head);
         let newest = if on_disk.counter > log.head.counter {
             on_disk
         } else {
@@ -1076,7 +1090,7 @@ fn load(
     let binding = FileKeys::new(identity, EntityKey::from_bytes([0; 32]));
     let index_key = binding.unwrap(keyring, 0, first)?.key;
     let keys = FileKeys::new(identity, index_key);
-    let head = keys.head(&contents.header);
+    let head = keys.head(&contents.header).map_err(corrupt)?;
     match head {
         Some(head) if head.records > records.len() as u64 => {
             return Err(corrupt(

@@ -186,8 +186,9 @@ fn a_change_to_any_byte_of_any_record_kind_fails_closed() {
             changes += 1;
         }
     }
-    // The identity part of the header is bound into every record.
-    for byte in 8..IDENTITY_LEN {
+    // The identity part of the header is bound into every record, and each
+    // head slot is MAC'd.
+    for byte in 8..HEADER_LEN as usize {
         let mut bytes = pristine.clone();
         bytes[byte] ^= 1;
         fs::write(&log, &bytes).expect("tamper");
