@@ -2,7 +2,10 @@
 //!
 //! A field *name* comes from the input, and a hostile or careless producer
 //! could put personal data in one (`{"kari@example.no": 1}`). Names are kept
-//! only when they look like schema field names; anything else is counted
+//! only when every dotted segment looks like a schema word (lower-case
+//! letters and `_`, starting with a letter, at most 32 bytes; at most 4
+//! segments and 64 bytes in all): digits, which is where tags, serials, IP
+//! addresses and phone numbers show, never pass. Anything else is counted
 //! under one placeholder.
 
 use serde_ignored::Path;
@@ -38,13 +41,21 @@ fn collect_segments(path: &Path<'_>, segments: &mut Vec<String>) {
     }
 }
 
+const MAX_SEGMENT_BYTES: usize = 32;
+const MAX_SEGMENTS: usize = 4;
+
 fn is_schema_like(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_BYTES
-        && name
+    name.len() <= MAX_NAME_BYTES
+        && name.split('.').count() <= MAX_SEGMENTS
+        && name.split('.').all(is_schema_word)
+}
+
+fn is_schema_word(segment: &str) -> bool {
+    (1..=MAX_SEGMENT_BYTES).contains(&segment.len())
+        && segment.as_bytes()[0].is_ascii_lowercase()
+        && segment
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
-        && name.as_bytes()[0].is_ascii_lowercase()
+            .all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 #[cfg(test)]
@@ -59,5 +70,19 @@ mod tests {
         assert!(!is_schema_like("Kari Nordmann"));
         assert!(!is_schema_like(""));
         assert!(!is_schema_like(&"a".repeat(65)));
+        for leaky in [
+            "user.04a7ee8f2865cf",
+            "charger.zap547561",
+            "network.212.134.247.231",
+            "phone.4791234567",
+            "user..name",
+            "user.",
+            "_hidden",
+            "a.b.c.d.e",
+            "user.Kari",
+        ] {
+            assert!(!is_schema_like(leaky), "{leaky}");
+        }
+        assert!(is_schema_like("meter.energy_total_wh"));
     }
 }
