@@ -185,3 +185,138 @@ fn unknown_personal_fields_are_counted_not_written() {
         );
     }
 }
+
+#[test]
+fn personal_data_in_kept_strings_and_in_field_names_reaches_no_output_log_metric_or_summary() {
+    let input = crate::util::Input::generate(4000, 77, 0.0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut planted: HashSet<String> = HashSet::new();
+    let mut lines = Vec::new();
+    for (index, line) in input.lines.iter().enumerate() {
+        let mut value: serde_json::Value = serde_json::from_slice(&line.line).expect("json");
+        let text = |pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let personal: Vec<String> = [
+            "/user/email",
+            "/user/name",
+            "/user/phone",
+            "/user/account_id",
+            "/installation/site_name",
+            "/installation/address",
+        ]
+        .iter()
+        .filter_map(|pointer| text(pointer))
+        .collect();
+        let serial = text("/charger/serial").expect("serial");
+        let rfid = text("/user/rfid");
+        let ip = text("/network/ip");
+        if !personal.is_empty() {
+            let pick = |slot: usize| personal[(index + slot) % personal.len()].clone();
+            value["charger"]["model"] = pick(0).into();
+            value["charger"]["firmware"] = pick(1).into();
+            value["status"]["fault_code"] = pick(2).into();
+            value["operator"]["cpo_id"] = pick(3).into();
+            if value["user"].is_object() {
+                value["user"]["roles"] = serde_json::json!([pick(4)]);
+            }
+            if let Some(component) = value["charger"]["components"].get_mut(0) {
+                component["kind"] = pick(5).into();
+            }
+            planted.extend(personal);
+        }
+        // Objects keyed by identifiers: a tag, a serial, an address.
+        value["charger"][serial.to_lowercase()] = 1.into();
+        planted.insert(serial);
+        if let Some(rfid) = rfid
+            && value["user"].is_object()
+        {
+            let compact: String = rfid.chars().filter(|c| !c.is_whitespace()).collect();
+            value["user"][compact.to_lowercase()] = 1.into();
+            planted.insert(compact);
+        }
+        if let Some(ip) = ip {
+            value["network"][ip.as_str()] = 1.into();
+            planted.insert(ip);
+        }
+        lines.push(serde_json::to_string(&value).expect("json"));
+    }
+    let path = dir.path().join("leaky.ndjson");
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let data = dir.path().join("data");
+    let summary_path = dir.path().join("summary.json");
+    let metrics_path = dir.path().join("metrics.prom");
+    let output = crate::util::run_ok(
+        crate::util::delink()
+            .args(["run", "--progress", "always", "--data-dir"])
+            .arg(&data)
+            .arg("--summary-json")
+            .arg(&summary_path)
+            .arg("--metrics-file")
+            .arg(&metrics_path)
+            .arg(&path)
+            .env("RUST_LOG", "debug"),
+    );
+    let summary = std::fs::read_to_string(&summary_path).expect("summary");
+    let metrics = std::fs::read_to_string(&metrics_path).expect("metrics");
+    let mut logs = output.stdout.clone();
+    logs.extend_from_slice(&output.stderr);
+
+    let planted: HashSet<String> = planted
+        .iter()
+        .flat_map(|value| [value.clone(), value.to_lowercase(), value.to_uppercase()])
+        .collect();
+    let patterns = searchable(&planted);
+    assert!(patterns.len() > 1000, "{} planted values", patterns.len());
+    let matcher = AhoCorasick::new(&patterns).expect("matcher");
+    let mut files = Vec::new();
+    files_under(&data, &mut files);
+    for (what, bytes) in files
+        .iter()
+        .map(|file| {
+            (
+                file.display().to_string(),
+                std::fs::read(file).expect("read"),
+            )
+        })
+        .chain([
+            ("the logs".to_owned(), logs),
+            ("the summary".to_owned(), summary.clone().into_bytes()),
+            ("the metrics".to_owned(), metrics.into_bytes()),
+        ])
+    {
+        if let Some(hit) = matcher.find(&bytes) {
+            panic!("{what} holds {:?}", patterns[hit.pattern().as_usize()]);
+        }
+    }
+    // The values were seen and withheld, the names counted as unnameable.
+    let summary: serde_json::Value = serde_json::from_str(&summary).expect("json");
+    for field in [
+        "charger.model",
+        "charger.firmware",
+        "status.fault_code",
+        "operator.cpo_id",
+        "user.roles",
+        "charger.components.kind",
+    ] {
+        let withheld: u64 = summary["values_withheld"]
+            .as_object()
+            .expect("withheld counts")
+            .iter()
+            .filter(|(key, _)| key.split(' ').nth(1) == Some(field))
+            .filter_map(|(_, count)| count.as_u64())
+            .sum();
+        assert!(withheld > 0, "{field}: {}", summary["values_withheld"]);
+    }
+    assert!(
+        summary["unknown_fields"]["(unnameable)"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 4000,
+        "{}",
+        summary["unknown_fields"]
+    );
+}

@@ -8,6 +8,7 @@ mod kafka_source;
 mod keys_command;
 mod quarantine_command;
 mod retention_command;
+mod risk_command;
 mod run_command;
 mod shutdown;
 mod validate_command;
@@ -48,6 +49,8 @@ enum Command {
     Retention(retention_command::RetentionArgs),
     /// Exports one subject's history rows (access and portability requests).
     Export(export_command::ExportArgs),
+    /// Reports what an adversary holding the outputs could link (joins, sequences, counters, k-anonymity).
+    Risk(risk_command::RiskArgs),
 }
 
 /// Options shared by commands that read the configuration.
@@ -84,12 +87,17 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys_command::run(args),
         Command::Retention(args) => retention_command::run(args),
         Command::Export(args) => export_command::run(args),
+        Command::Risk(args) => risk_command::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error.is::<risk_command::LimitsExceeded>() {
+                ExitCode::from(5)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

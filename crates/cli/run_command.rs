@@ -181,6 +181,7 @@ fn summary_json(summary: &RunSummary) -> serde_json::Value {
         "quarantined": totals.quarantined(),
         "quarantined_by_reason": rejected,
         "unknown_fields": totals.unknown_fields,
+        "values_withheld": totals.withheld,
         "blank_lines": totals.blank_lines,
         "files_published": totals.files_published,
         "segments_published": totals.segments_published,

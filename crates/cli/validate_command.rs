@@ -20,7 +20,10 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<()> {
         println!("{}/ columns:", dataset.as_str());
         for column in &plan.dataset(dataset).columns {
             let action = match &column.action {
-                Action::Keep => "keep".to_owned(),
+                Action::Keep { domain: None } => "keep".to_owned(),
+                Action::Keep {
+                    domain: Some(domain),
+                } => format!("keep when {}", domain.describe()),
                 Action::Pseudonymise { scope, .. } => {
                     format!("pseudonymise under {} key", scope.as_str())
                 }

@@ -42,6 +42,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The Kafka source of stream workers (`delink run --kafka`).
     pub kafka: KafkaConfig,
+    /// Limits of `delink risk`.
+    pub risk: RiskConfig,
     /// Where default keyrings live, from the environment (see [`Config::kek_file`]).
     #[serde(skip)]
     pub keyring_dir: Option<PathBuf>,
@@ -141,6 +143,37 @@ pub struct RetentionConfig {
     pub history_days: u32,
 }
 
+/// Configures the limits `delink risk` holds the outputs to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// Largest share of history rows that may match exactly one devices row.
+    pub max_unique_join_rate: f64,
+    /// Largest share of history chargers a sequence alignment may link.
+    pub max_sequence_link_rate: f64,
+    /// Largest share of device pseudonyms a lifetime counter may link across a key change.
+    pub max_counter_link_rate: f64,
+    /// The k a device profile needs (distinct chargers sharing it on a day).
+    pub k: usize,
+    /// Smallest share of devices rows whose profile has at least `k` chargers.
+    pub min_k_anonymous_share: f64,
+    /// How far a counter may move between two pseudonyms and still count as continued, in Wh.
+    pub counter_tolerance_wh: f64,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            max_unique_join_rate: 0.05,
+            max_sequence_link_rate: 0.05,
+            max_counter_link_rate: 0.05,
+            k: 10,
+            min_k_anonymous_share: 0.99,
+            counter_tolerance_wh: 2_000.0,
+        }
+    }
+}
+
 /// Configures the quarantine.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -190,6 +223,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             admin: AdminConfig::default(),
             kafka: KafkaConfig::default(),
+            risk: RiskConfig::default(),
             keyring_dir: None,
         }
     }
@@ -342,6 +376,19 @@ impl Config {
         check(
             (1..=86_400).contains(&self.pipeline.housekeeping_interval_secs),
             "pipeline.housekeeping_interval_secs must be 1..=86400",
+        );
+        let rate = |value: f64| (0.0..=1.0).contains(&value);
+        check(
+            rate(self.risk.max_unique_join_rate)
+                && rate(self.risk.max_sequence_link_rate)
+                && rate(self.risk.max_counter_link_rate)
+                && rate(self.risk.min_k_anonymous_share),
+            "risk.max_*_rate and risk.min_k_anonymous_share must be shares in 0..=1",
+        );
+        check((1..=1000).contains(&self.risk.k), "risk.k must be 1..=1000");
+        check(
+            self.risk.counter_tolerance_wh.is_finite() && self.risk.counter_tolerance_wh >= 0.0,
+            "risk.counter_tolerance_wh must be a non-negative number",
         );
         self.kafka.check(
             self.pipeline.shutdown_timeout_secs,

@@ -53,9 +53,7 @@ fn is_schema_like(name: &str) -> bool {
 fn is_schema_word(segment: &str) -> bool {
     (1..=MAX_SEGMENT_BYTES).contains(&segment.len())
         && segment.as_bytes()[0].is_ascii_lowercase()
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_')
+        && segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 #[cfg(test)]

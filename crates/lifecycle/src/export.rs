@@ -155,7 +155,13 @@ fn column_meanings(plan: &Plan) -> Vec<ColumnMeaning> {
     for column in &plan.history.columns {
         let field = column.field.path();
         let meaning = match &column.action {
-            Action::Keep => format!("{field}, as the charger reported it"),
+            Action::Keep { domain: None } => format!("{field}, as the charger reported it"),
+            Action::Keep {
+                domain: Some(domain),
+            } => format!(
+                "{field}, as the charger reported it when {}; otherwise empty",
+                domain.describe()
+            ),
             Action::Pseudonymise { scope, .. } => format!(
                 "pseudonym of {field}: a keyed hash under the {} key, the same for the same value in this column, not reversible",
                 scope.as_str()

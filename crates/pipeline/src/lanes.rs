@@ -256,4 +256,10 @@ fn count(metrics: &Metrics, processed: &ProcessedBatch, duplicates: u64) {
     for (name, count) in &processed.unknown_fields {
         metrics.count_unknown_field(name, *count);
     }
+    for (dataset, field, reason, count) in &processed.withheld {
+        metrics
+            .values_withheld
+            .with_label_values(&[dataset.as_str(), field.path(), reason.as_str()])
+            .inc_by(*count);
+    }
 }

@@ -25,6 +25,8 @@ pub struct Progress {
     pub rejected: BTreeMap<RejectionReason, u64>,
     /// Unknown fields seen, by sanitised name (capped like the metric's labels).
     pub unknown_fields: BTreeMap<String, u64>,
+    /// Kept values left out for being outside their domain, as `dataset field reason`.
+    pub withheld: BTreeMap<String, u64>,
     /// Files published.
     pub files_published: u64,
     /// Segments published.
@@ -69,6 +71,7 @@ impl Progress {
             devices_rows: rows(Dataset::Devices),
             rejected,
             unknown_fields: metrics.unknown_field_counts(),
+            withheld: metrics.withheld_counts(),
             files_published,
             segments_published: metrics.segments_published.get(),
         }

@@ -100,6 +100,15 @@ impl fmt::Display for RunSummary {
                 writeln!(f, "    {name:<30} {count}")?;
             }
         }
+        if !totals.withheld.is_empty() {
+            writeln!(
+                f,
+                "  values withheld      (outside their policy domain; written as null)"
+            )?;
+            for (what, count) in &totals.withheld {
+                writeln!(f, "    {what:<40} {count}")?;
+            }
+        }
         if totals.blank_lines > 0 {
             writeln!(f, "  blank lines skipped  {}", totals.blank_lines)?;
         }

@@ -8,8 +8,8 @@ use arrow_schema::SchemaRef;
 use delink_datadir::{QuarantineRows, QuarantineSealer, date_partition, day_key, utc_day};
 use delink_decode::{DecodeLimits, decode};
 use delink_keystore::{EntityKey, KeyStore, Result};
-use delink_model::{Dataset, LaneId, Rejection, RejectionReason, SegmentId};
-use delink_policy::Plan;
+use delink_model::{Dataset, Field, LaneId, Rejection, RejectionReason, SegmentId};
+use delink_policy::{Plan, Withheld};
 use delink_transform::DatasetBatchBuilder;
 
 use crate::dispatch::Work;
@@ -86,6 +86,8 @@ pub(crate) struct ProcessedBatch {
     pub(crate) blank_lines: u64,
     pub(crate) rejected: BTreeMap<RejectionReason, u64>,
     pub(crate) unknown_fields: HashMap<String, u64>,
+    /// Kept values left out for being outside their domain: (dataset, field, reason, count).
+    pub(crate) withheld: Vec<(Dataset, Field, Withheld, u64)>,
 }
 
 struct DayRows<'p> {
@@ -196,7 +198,15 @@ fn transform_batch(
         }
     }
     let mut partitions = Vec::with_capacity(days.len() * 2);
+    let mut withheld = Vec::new();
     for (day, mut rows) in days {
+        for (dataset, builder) in [
+            (Dataset::History, &mut rows.history),
+            (Dataset::Devices, &mut rows.devices),
+        ] {
+            let taken = builder.take_withheld().into_iter();
+            withheld.extend(taken.map(|(field, reason, count)| (dataset, field, reason, count)));
+        }
         if !rows.history.is_empty() {
             partitions.push(PartitionRows {
                 dataset: Dataset::History,
@@ -231,6 +241,7 @@ fn transform_batch(
         blank_lines: batch.blank_lines,
         rejected,
         unknown_fields,
+        withheld,
     })
 }
 

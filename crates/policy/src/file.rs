@@ -30,7 +30,8 @@ pub struct DatasetRules {
 pub enum FieldRule {
     /// `"keep"` or `"drop"`.
     Bare(String),
-    /// `{ action = "...", scope = ..., grid = ..., truncate = ..., column = ... }`.
+    /// `{ action = "...", scope = ..., grid = ..., truncate = ..., column = ..., values |
+    /// pattern + max_len | range = ... }`.
     Detailed(DetailedRule),
 }
 
@@ -48,4 +49,12 @@ pub struct DetailedRule {
     pub truncate: Option<String>,
     /// Output column name, when the default does not suit.
     pub column: Option<String>,
+    /// For a kept string: the only values it may take.
+    pub values: Option<Vec<String>>,
+    /// For a kept string: a pattern the whole value must match (with `max_len`).
+    pub pattern: Option<String>,
+    /// For a kept string with a `pattern`: its longest length, in bytes.
+    pub max_len: Option<usize>,
+    /// For a kept number: `[min, max]`, both finite.
+    pub range: Option<[f64; 2]>,
 }

@@ -8,11 +8,13 @@
 //! subject-linked column — so a policy that would leak is refused before a
 //! single record is read, with every problem listed at once.
 
+mod domain;
 mod error;
 mod file;
 mod plan;
 mod validate;
 
+pub use domain::{Domain, MAX_DOMAIN_LEN, Withheld};
 pub use error::{PolicyError, Result};
 pub use file::PolicyFile;
 pub use plan::{Action, Column, DatasetPlan, Plan, TimeUnit};

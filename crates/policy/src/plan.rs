@@ -1,5 +1,7 @@
 use delink_model::{Dataset, Field, Scope};
 
+use crate::Domain;
+
 /// Holds the validated policy: what to write to each dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -44,8 +46,12 @@ pub struct Column {
 /// Says how a column's value is computed from its field.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Copied unchanged (non-personal fields only).
-    Keep,
+    /// Copied when inside its domain, else written as null and counted
+    /// (non-personal fields only). Timestamps have no domain.
+    Keep {
+        /// What the value may be.
+        domain: Option<Domain>,
+    },
     /// Replaced by a keyed hash under the key of `scope`, with `context` as derivation context.
     Pseudonymise {
         /// Whose key hashes the value.

@@ -193,3 +193,53 @@ fn pseudonymised_columns_carry_their_scope() {
         })
     ));
 }
+
+#[test]
+fn a_kept_string_or_number_without_a_domain_is_refused() {
+    for (path, rule, needle) in [
+        ("charger.model", r#""keep""#, "a kept string needs a domain"),
+        (
+            "status.fault_code",
+            r#"{ action = "keep", pattern = "[A-Z]+" }"#,
+            "max_len",
+        ),
+        (
+            "status.fault_code",
+            r#"{ action = "keep", pattern = "(", max_len = 4 }"#,
+            "not a valid regular expression",
+        ),
+        (
+            "charger.model",
+            r#"{ action = "keep", values = [] }"#,
+            "non-empty",
+        ),
+        (
+            "session.energy_wh",
+            r#""keep""#,
+            "a kept number needs a finite range",
+        ),
+        (
+            "session.energy_wh",
+            r#"{ action = "keep", range = [5, 1] }"#,
+            "min <= max",
+        ),
+        (
+            "session.energy_wh",
+            r#"{ action = "keep", values = ["1"] }"#,
+            "kept strings only",
+        ),
+        (
+            "charger.model",
+            r#"{ action = "keep", range = [0, 1] }"#,
+            "kept numbers only",
+        ),
+    ] {
+        let found = problems(&with_rule("devices", path, rule));
+        assert!(
+            found
+                .iter()
+                .any(|problem| problem.contains(needle) && problem.contains(path)),
+            "{path} = {rule}: {found:?}"
+        );
+    }
+}

@@ -6,6 +6,7 @@ use delink_model::{Dataset, Field, FieldClass, Scope, ValueType};
 
 use crate::file::{DatasetRules, DetailedRule, FieldRule, PolicyFile};
 use crate::plan::{Action, Column, DatasetPlan, Plan, TimeUnit};
+use crate::{Domain, MAX_DOMAIN_LEN};
 use crate::{PolicyError, Result};
 
 /// Coarsest precision a location may be written with: 0.01° is about 1 km.
@@ -83,12 +84,16 @@ fn column(
             grid: None,
             truncate: None,
             column: None,
+            values: None,
+            pattern: None,
+            max_len: None,
+            range: None,
         },
         FieldRule::Detailed(detailed) => detailed.clone(),
     };
     let action = match detailed.action.as_str() {
         "drop" => return Ok(None),
-        "keep" => keep(field)?,
+        "keep" => keep(field, &detailed)?,
         "pseudonymise" => pseudonymise(dataset, field, detailed.scope.as_deref())?,
         "generalise" => generalise(field, &detailed)?,
         other => {
@@ -114,9 +119,11 @@ fn column(
     }))
 }
 
-fn keep(field: Field) -> std::result::Result<Action, String> {
+fn keep(field: Field, rule: &DetailedRule) -> std::result::Result<Action, String> {
     match field.class() {
-        FieldClass::NonPersonal => Ok(Action::Keep),
+        FieldClass::NonPersonal => Ok(Action::Keep {
+            domain: domain(field, rule)?,
+        }),
         FieldClass::Location => Err(
             "a precise location may not be kept; generalise it (grid >= 0.01) or drop it".into(),
         ),
@@ -124,6 +131,52 @@ fn keep(field: Field) -> std::result::Result<Action, String> {
             Err("personal data may not be kept in clear; pseudonymise or drop it".into())
         }
     }
+}
+
+/// Reads the domain a kept field needs: strings `values` or `pattern` +
+/// `max_len`, numbers a finite `range`, timestamps none.
+fn domain(field: Field, rule: &DetailedRule) -> std::result::Result<Option<Domain>, String> {
+    let strings = matches!(field.value_type(), ValueType::Str | ValueType::StrList);
+    let numbers = matches!(
+        field.value_type(),
+        ValueType::Float | ValueType::Int | ValueType::FloatList
+    );
+    let string_domain = rule.values.is_some() || rule.pattern.is_some() || rule.max_len.is_some();
+    if !strings && string_domain {
+        return Err("values, pattern and max_len apply to kept strings only".into());
+    }
+    if !numbers && rule.range.is_some() {
+        return Err("range applies to kept numbers only".into());
+    }
+    if strings {
+        return match (&rule.values, &rule.pattern, rule.max_len) {
+            (Some(values), None, None) => {
+                if values.is_empty() || values.iter().any(|v| v.is_empty() || v.len() > MAX_DOMAIN_LEN) {
+                    return Err(format!(
+                        "values must be non-empty strings of at most {MAX_DOMAIN_LEN} bytes"
+                    ));
+                }
+                Ok(Some(Domain::Values(values.iter().cloned().collect())))
+            }
+            (None, Some(pattern), Some(max_len)) => Domain::pattern(pattern, max_len).map(Some),
+            (None, Some(_), None) => Err("a pattern needs max_len = <bytes>".into()),
+            (None, None, _) => Err(
+                "a kept string needs a domain: values = [...], or pattern = \"...\" with max_len = <bytes>"
+                    .into(),
+            ),
+            _ => Err("give either values or pattern + max_len, not both".into()),
+        };
+    }
+    if numbers {
+        let [min, max] = rule
+            .range
+            .ok_or("a kept number needs a finite range = [min, max]")?;
+        if !(min.is_finite() && max.is_finite() && min <= max) {
+            return Err("range must be [min, max] with finite min <= max".into());
+        }
+        return Ok(Some(Domain::Range { min, max }));
+    }
+    Ok(None)
 }
 
 fn pseudonymise(

@@ -58,6 +58,8 @@ pub enum MetricName {
     RecordsDuplicate,
     /// `delink_unknown_fields_total{field}`
     UnknownFields,
+    /// `delink_values_withheld_total{output,field,reason}`
+    ValuesWithheld,
     /// `delink_output_rows_total{output}`
     OutputRows,
     /// `delink_output_files_total{output}`
@@ -123,7 +125,7 @@ pub(crate) struct MetricSpec {
 
 impl MetricName {
     /// Every metric, in the order of `docs/metrics.md`.
-    pub const ALL: [MetricName; 23] = [
+    pub const ALL: [MetricName; 24] = [
         MetricName::InputRecords,
         MetricName::InputBytes,
         MetricName::InputBlankLines,
@@ -131,6 +133,7 @@ impl MetricName {
         MetricName::RecordsRejected,
         MetricName::RecordsDuplicate,
         MetricName::UnknownFields,
+        MetricName::ValuesWithheld,
         MetricName::OutputRows,
         MetricName::OutputFiles,
         MetricName::OutputBytes,
@@ -198,6 +201,12 @@ impl MetricName {
                 Counter,
                 &[LABEL_FIELD],
                 "Input fields the policy does not classify (never copied), by name",
+            ),
+            MetricName::ValuesWithheld => (
+                "delink_values_withheld_total",
+                Counter,
+                &[LABEL_OUTPUT, LABEL_FIELD, LABEL_REASON],
+                "Kept values left out (written as null) for being outside their policy domain",
             ),
             MetricName::OutputRows => (
                 "delink_output_rows_total",
@@ -487,6 +496,9 @@ pub struct Metrics {
     /// Unknown input fields seen (never copied), by `field`; count them with
     /// [`Metrics::count_unknown_field`], which keeps the label set capped.
     pub unknown_fields: IntCounterVec,
+    /// `delink_values_withheld_total{output,field,reason}`: labels are a dataset,
+    /// a schema field path and a fixed reason, never a value.
+    pub values_withheld: IntCounterVec,
     /// Files published, by `output`.
     pub files_published: IntCounterVec,
     /// Segments published.
@@ -528,6 +540,7 @@ impl Metrics {
             records_rejected: registrar.counter_vec(MetricName::RecordsRejected)?,
             records_duplicate: registrar.counter(MetricName::RecordsDuplicate)?,
             unknown_fields: registrar.counter_vec(MetricName::UnknownFields)?,
+            values_withheld: registrar.counter_vec(MetricName::ValuesWithheld)?,
             rows_written: registrar.counter_vec(MetricName::OutputRows)?,
             files_published: registrar.counter_vec(MetricName::OutputFiles)?,
             output_bytes: registrar.counter_vec(MetricName::OutputBytes)?,
@@ -626,6 +639,31 @@ impl Metrics {
             })
             .filter(|(_, count)| *count > 0)
             .collect()
+    }
+
+    /// Returns the withheld-value counts as `output field reason` → count.
+    pub fn withheld_counts(&self) -> BTreeMap<String, u64> {
+        use prometheus::core::Collector;
+        let mut counts = BTreeMap::new();
+        for family in self.values_withheld.collect() {
+            for metric in family.get_metric() {
+                let label = |name: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|pair| pair.name() == name)
+                        .map_or("", |pair| pair.value())
+                };
+                let key = [LABEL_OUTPUT, LABEL_FIELD, LABEL_REASON]
+                    .map(label)
+                    .join(" ");
+                let count = metric.get_counter().get_value() as u64;
+                if count > 0 {
+                    counts.insert(key, count);
+                }
+            }
+        }
+        counts
     }
 
     /// Counts one published file of `output` and its size in bytes.
@@ -746,6 +784,10 @@ pub(crate) fn touch_every_metric(metrics: &Metrics) {
         .inc();
     metrics.records_duplicate.inc();
     metrics.count_unknown_field("driver_license", 1);
+    metrics
+        .values_withheld
+        .with_label_values(&["devices", "charger.model", "not_in_vocabulary"])
+        .inc();
     metrics
         .rows_written
         .with_label_values(&[Output::History.as_str()])

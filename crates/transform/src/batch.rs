@@ -9,7 +9,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use delink_model::{Field, Observation, Scope, ValueType};
-use delink_policy::{Action, Column, DatasetPlan};
+use delink_policy::{Action, Column, DatasetPlan, Domain, Withheld};
 
 use crate::generalise::{floor_to_grid, truncate_micros};
 use crate::pseudonym::{ContextTag, PSEUDONYM_HEX_LEN, context_tag, hex_into, pseudonym};
@@ -44,7 +44,10 @@ pub fn distinct_valued_columns(plan: &DatasetPlan) -> Vec<String> {
 
 fn describe(action: &Action) -> String {
     match action {
-        Action::Keep => "keep".to_owned(),
+        Action::Keep { domain: None } => "keep".to_owned(),
+        Action::Keep {
+            domain: Some(domain),
+        } => format!("keep({})", domain.describe()),
         Action::Pseudonymise { scope, .. } => format!("pseudonymise({})", scope.as_str()),
         Action::Grid { grid } => format!("generalise(grid={grid})"),
         Action::Truncate { unit } => format!("generalise(truncate={unit:?})").to_lowercase(),
@@ -111,6 +114,8 @@ pub struct DatasetBatchBuilder<'p> {
     builders: Vec<ColumnBuilder>,
     /// The context tag of each pseudonymised column, by column index.
     context_tags: Vec<Option<ContextTag>>,
+    /// Kept values left out for being outside their domain, by column index and reason.
+    withheld: Vec<[u64; Withheld::ALL.len()]>,
     rows: usize,
 }
 
@@ -135,6 +140,7 @@ impl<'p> DatasetBatchBuilder<'p> {
             schema,
             builders,
             context_tags,
+            withheld: vec![[0; Withheld::ALL.len()]; plan.columns.len()],
             rows: 0,
         }
     }
@@ -152,10 +158,31 @@ impl<'p> DatasetBatchBuilder<'p> {
     /// Appends the row of one observation.
     pub fn append(&mut self, observation: &Observation<'_>, keys: &ObservationKeys<'_>) {
         let columns = self.plan.columns.iter().zip(&self.context_tags);
-        for ((column, tag), builder) in columns.zip(&mut self.builders) {
-            append_column(builder, column, tag.as_ref(), observation, keys);
+        for (((column, tag), builder), withheld) in
+            columns.zip(&mut self.builders).zip(&mut self.withheld)
+        {
+            let cell = Cell {
+                column,
+                context: tag.as_ref(),
+                withheld,
+            };
+            append_column(builder, cell, observation, keys);
         }
         self.rows += 1;
+    }
+
+    /// Hands out the counts of kept values left out (field, reason, count) and starts afresh.
+    pub fn take_withheld(&mut self) -> Vec<(Field, Withheld, u64)> {
+        let mut taken = Vec::new();
+        for (column, counts) in self.plan.columns.iter().zip(&mut self.withheld) {
+            for reason in Withheld::ALL {
+                let count = std::mem::take(&mut counts[reason.index()]);
+                if count > 0 {
+                    taken.push((column.field, reason, count));
+                }
+            }
+        }
+        taken
     }
 
     /// Hands out the buffered rows and starts afresh.
@@ -197,14 +224,56 @@ fn append_pseudonym(
     }
 }
 
+/// One cell being appended: its column, the column's context tag and withheld counts.
+struct Cell<'c> {
+    column: &'c Column,
+    context: Option<&'c ContextTag>,
+    withheld: &'c mut [u64; Withheld::ALL.len()],
+}
+
+impl Cell<'_> {
+    /// Passes a kept string through its domain, counting it when it is left out.
+    fn admit_str<'v>(
+        &mut self,
+        domain: Option<&Domain>,
+        value: Option<&'v str>,
+    ) -> Option<&'v str> {
+        let value = value?;
+        match domain.map(|domain| domain.admit_str(value)) {
+            Some(Err(reason)) => {
+                self.withheld[reason.index()] += 1;
+                None
+            }
+            _ => Some(value),
+        }
+    }
+
+    /// Passes a kept number through its domain, counting it when it is left out.
+    fn admit_number(&mut self, domain: Option<&Domain>, value: Option<f64>) -> Option<f64> {
+        let value = value?;
+        match domain.map(|domain| domain.admit_number(value)) {
+            Some(Err(reason)) => {
+                self.withheld[reason.index()] += 1;
+                None
+            }
+            _ => Some(value),
+        }
+    }
+}
+
 fn append_column(
     builder: &mut ColumnBuilder,
-    column: &Column,
-    context: Option<&ContextTag>,
+    mut cell: Cell<'_>,
     observation: &Observation<'_>,
     keys: &ObservationKeys<'_>,
 ) {
+    let column = cell.column;
+    let context = cell.context;
     let value = value_of(observation, column.field);
+    let domain = match &column.action {
+        Action::Keep { domain } => domain.as_ref(),
+        _ => None,
+    };
     match (builder, &column.action, value) {
         (ColumnBuilder::Utf8(b), Action::Pseudonymise { scope, .. }, Value::Str(id)) => {
             append_pseudonym(b, key_of(*scope, keys), context, id);
@@ -225,12 +294,19 @@ fn append_column(
             }
             b.append(true);
         }
-        (ColumnBuilder::Utf8(b), _, Value::Str(text)) => b.append_option(text),
+        (ColumnBuilder::Utf8(b), _, Value::Str(text)) => {
+            b.append_option(cell.admit_str(domain, text));
+        }
         (ColumnBuilder::Float(b), Action::Grid { grid }, Value::Float(number)) => {
             b.append_option(number.map(|n| floor_to_grid(n, *grid)));
         }
-        (ColumnBuilder::Float(b), _, Value::Float(number)) => b.append_option(number),
-        (ColumnBuilder::Int(b), _, Value::Int(number)) => b.append_option(number),
+        (ColumnBuilder::Float(b), _, Value::Float(number)) => {
+            b.append_option(cell.admit_number(domain, number));
+        }
+        (ColumnBuilder::Int(b), _, Value::Int(number)) => {
+            let admitted = cell.admit_number(domain, number.map(|n| n as f64));
+            b.append_option(number.filter(|_| admitted.is_some()));
+        }
         (ColumnBuilder::Timestamp(b), Action::Truncate { unit }, Value::Timestamp(micros)) => {
             b.append_option(micros.map(|m| truncate_micros(m, *unit)));
         }
@@ -241,14 +317,15 @@ fn append_column(
                 return;
             }
             for item in items {
-                b.values().append_value(item);
+                b.values().append_option(cell.admit_str(domain, Some(item)));
             }
             b.append(true);
         }
         (ColumnBuilder::FloatList(b), _, Value::FloatList(items)) => match items {
             Some(items) => {
                 for item in items {
-                    b.values().append_value(*item);
+                    b.values()
+                        .append_option(cell.admit_number(domain, Some(*item)));
                 }
                 b.append(true);
             }

@@ -179,3 +179,91 @@ mod dropped_fields {
         }
     }
 }
+
+#[test]
+fn kept_values_outside_their_domain_are_null_and_counted_by_field_and_reason() {
+    let plan = compile(POLICY).expect("policy");
+    let leaky = EXAMPLE
+        .replace(r#""model":"go2""#, r#""model":"Kari Nordmann""#)
+        .replace(
+            r#""firmware":"2.4.1""#,
+            r#""firmware":"kari.nordmann@example.no""#,
+        )
+        .replace(
+            r#""kind":"sense""#,
+            r#""kind":"Solbakken 12, 4021 Stavanger""#,
+        )
+        .replace(r#""cpo_id":"cpo-0042""#, r#""cpo_id":"+4791234567""#)
+        .replace(
+            r#""roles":["owner"]"#,
+            r#""roles":["owner","c3f1e2d4-8b7a-4f6e"]"#,
+        )
+        .replace(r#""temperature_c":21.5"#, r#""temperature_c":4791234567"#)
+        .replace(r#""fault_code":null"#, r#""fault_code":"Kari Nordmann""#);
+    let decoded = decode(leaky.as_bytes(), &DecodeLimits::default()).expect("valid observation");
+    let devices = plan.dataset(delink_model::Dataset::Devices);
+    let mut builder = DatasetBatchBuilder::new(devices, arrow_schema(devices));
+    let keys = ObservationKeys {
+        subject: Some(&SUBJECT),
+        installation: Some(&INSTALLATION),
+        device: &DEVICE,
+        components: &[&COMPONENT],
+        dataset: &DATASET,
+    };
+    builder.append(&decoded.observation, &keys);
+    let batch = builder.finish();
+    for column in [
+        "charger_model",
+        "charger_firmware",
+        "operator_cpo_id",
+        "status_fault_code",
+    ] {
+        assert!(
+            batch.column_by_name(column).expect(column).is_null(0),
+            "{column}"
+        );
+    }
+    assert!(
+        batch
+            .column_by_name("status_temperature_c")
+            .expect("t")
+            .is_null(0)
+    );
+    let kinds = batch
+        .column_by_name("component_kinds")
+        .expect("kinds")
+        .as_list::<i32>();
+    assert!(
+        kinds.value(0).is_null(0),
+        "the component kind element is left out"
+    );
+    let withheld = builder.take_withheld();
+    let reason_of = |field: Field| {
+        withheld
+            .iter()
+            .find(|(f, _, _)| *f == field)
+            .map(|(_, reason, count)| (*reason, *count))
+    };
+    assert_eq!(
+        reason_of(Field::ChargerModel),
+        Some((Withheld::NotInVocabulary, 1))
+    );
+    assert_eq!(
+        reason_of(Field::ChargerFirmware),
+        Some((Withheld::TooLong, 1))
+    );
+    assert_eq!(
+        reason_of(Field::OperatorCpoId),
+        Some((Withheld::NoMatch, 1))
+    );
+    assert_eq!(
+        reason_of(Field::StatusTemperatureC),
+        Some((Withheld::OutOfRange, 1))
+    );
+    assert!(
+        builder.take_withheld().is_empty(),
+        "taking the counts resets them"
+    );
+    // The kept values inside their domain pass unchanged.
+    assert_eq!(text(&batch, "status_state"), "finished");
+}

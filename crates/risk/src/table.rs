@@ -1,0 +1,125 @@
+//! One dataset of a data directory, read whole, with what each column is.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// A column as the writer described it in the field metadata.
+pub(crate) struct TableColumn {
+    /// The input field it came from (`delink.source`).
+    pub(crate) source: String,
+    /// What was done to it (`delink.action`).
+    pub(crate) action: String,
+    /// Every row's value.
+    pub(crate) values: ArrayRef,
+}
+
+impl TableColumn {
+    pub(crate) fn is_pseudonym(&self) -> bool {
+        self.action.starts_with("pseudonymise")
+    }
+
+    /// Renders every row as text (empty for null), for keys and grouping.
+    pub(crate) fn text(&self) -> Result<Vec<String>> {
+        let mut values = self.values.clone();
+        if matches!(values.data_type(), DataType::Timestamp(..)) {
+            values = arrow_cast::cast(&values, &DataType::Int64)?;
+        }
+        let options = FormatOptions::default().with_null("");
+        let formatter = ArrayFormatter::try_new(values.as_ref(), &options)?;
+        Ok((0..values.len())
+            .map(|row| formatter.value(row).to_string())
+            .collect())
+    }
+}
+
+/// Every row of one dataset.
+pub(crate) struct Table {
+    pub(crate) rows: usize,
+    pub(crate) columns: Vec<TableColumn>,
+}
+
+impl Table {
+    /// Reads every visible Parquet file under `root` (recursively).
+    pub(crate) fn read(root: &Path) -> Result<Table> {
+        let mut files = Vec::new();
+        parquet_files(root, &mut files)?;
+        files.sort();
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for file in &files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(
+                fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+            )
+            .with_context(|| format!("{} is not readable Parquet", file.display()))?
+            .build()?;
+            for batch in reader {
+                batches.push(batch?);
+            }
+        }
+        let Some(first) = batches.first() else {
+            return Ok(Table {
+                rows: 0,
+                columns: Vec::new(),
+            });
+        };
+        let schema = first.schema();
+        if batches
+            .iter()
+            .any(|batch| batch.schema().fields() != schema.fields())
+        {
+            bail!(
+                "{} holds files of different layouts (written under different policies); assess them apart",
+                root.display()
+            );
+        }
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut columns = Vec::new();
+        for (index, field) in schema.fields().iter().enumerate() {
+            let parts: Vec<&dyn arrow_array::Array> = batches
+                .iter()
+                .map(|batch| batch.column(index).as_ref())
+                .collect();
+            let metadata = field.metadata();
+            columns.push(TableColumn {
+                source: metadata.get("delink.source").cloned().unwrap_or_default(),
+                action: metadata.get("delink.action").cloned().unwrap_or_default(),
+                values: arrow_select_concat(&parts)?,
+            });
+        }
+        Ok(Table { rows, columns })
+    }
+
+    /// Finds the column computed from `source`.
+    pub(crate) fn column(&self, source: &str) -> Option<&TableColumn> {
+        self.columns.iter().find(|column| column.source == source)
+    }
+}
+
+fn arrow_select_concat(parts: &[&dyn arrow_array::Array]) -> Result<ArrayRef> {
+    Ok(arrow_select::concat::concat(parts)?)
+}
+
+fn parquet_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.with_context(|| format!("cannot list {}", dir.display()))?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            parquet_files(&entry.path(), found)?;
+        } else if name.ends_with(".parquet") {
+            found.push(entry.path());
+        }
+    }
+    Ok(())
+}
