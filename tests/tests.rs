@@ -16,4 +16,5 @@ mod leak;
 mod pipeline_e2e;
 mod postgres_workers;
 mod reader;
+mod risk;
 mod shutdown;

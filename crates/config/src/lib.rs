@@ -169,7 +169,7 @@ impl Default for RiskConfig {
             max_counter_link_rate: 0.05,
             k: 10,
             min_k_anonymous_share: 0.99,
-            counter_tolerance_wh: 2_000.0,
+            counter_tolerance_wh: 50_000.0,
         }
     }
 }

@@ -21,13 +21,14 @@ struct Span {
     last: f64,
 }
 
-/// Counts pseudonyms (with readings) and those whose first reading is
-/// continued from exactly one other pseudonym's last reading, taken earlier,
-/// within `tolerance_wh`. `None` when `devices/` has no counter column.
+/// Counts pseudonyms (with readings) and those whose first reading has a
+/// clear nearest predecessor: another pseudonym whose last reading, taken
+/// earlier, lies at most `max_gap_wh` below it and at least twice as close
+/// than any other's. `None` when `devices/` has no counter column.
 pub(crate) fn continuity(
     devices: &Table,
     chargers: &[String],
-    tolerance_wh: f64,
+    max_gap_wh: f64,
 ) -> Result<Option<(usize, usize)>> {
     let (Some(counter), Some(time)) = (
         devices
@@ -67,13 +68,21 @@ pub(crate) fn continuity(
     by_last.sort_by(|a, b| a.1.last.total_cmp(&b.1.last));
     let mut linked = 0;
     for (pseudonym, span) in &spans {
-        let low = by_last.partition_point(|(_, s)| s.last < span.first - tolerance_wh);
+        let low = by_last.partition_point(|(_, s)| s.last < span.first - max_gap_wh);
         let high = by_last.partition_point(|(_, s)| s.last <= span.first);
-        let candidates = by_last[low..high]
+        let mut gaps: Vec<f64> = by_last[low..high]
             .iter()
             .filter(|(other, s)| other != pseudonym && s.last_at <= span.first_at)
-            .count();
-        if candidates == 1 {
+            .map(|(_, s)| span.first - s.last)
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        // A clear nearest predecessor: the attacker's best guess, and a good one.
+        let clear = match gaps.as_slice() {
+            [] => false,
+            [_] => true,
+            [nearest, next, ..] => *next >= 2.0 * nearest + 1.0,
+        };
+        if clear {
             linked += 1;
         }
     }

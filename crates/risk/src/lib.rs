@@ -42,7 +42,7 @@ pub struct Thresholds {
     pub k: usize,
     /// Smallest share of devices rows whose profile has at least `k` chargers.
     pub min_k_anonymous_share: f64,
-    /// How far a counter may move between two pseudonyms and still count as continued, in Wh.
+    /// How far a counter may move between two pseudonyms (charging in between) and still link, in Wh.
     pub counter_tolerance_wh: f64,
 }
 
@@ -54,7 +54,7 @@ impl Default for Thresholds {
             max_counter_link_rate: 0.05,
             k: 10,
             min_k_anonymous_share: 0.99,
-            counter_tolerance_wh: 2_000.0,
+            counter_tolerance_wh: 50_000.0,
         }
     }
 }
