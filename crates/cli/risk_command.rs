@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use delink_risk::{Thresholds, assess};
+use delink_risk::assess;
 
 use crate::ConfigArgs;
 
@@ -34,16 +34,7 @@ pub(crate) fn run(args: RiskArgs) -> Result<()> {
     if !data_dir.is_dir() {
         anyhow::bail!("no data directory at {}", data_dir.display());
     }
-    let limits = &config.risk;
-    let thresholds = Thresholds {
-        max_unique_join_rate: limits.max_unique_join_rate,
-        max_sequence_link_rate: limits.max_sequence_link_rate,
-        max_counter_link_rate: limits.max_counter_link_rate,
-        k: limits.k,
-        min_k_anonymous_share: limits.min_k_anonymous_share,
-        counter_tolerance_wh: limits.counter_tolerance_wh,
-    };
-    let report = assess(&data_dir, thresholds)?;
+    let report = assess(&data_dir, &config.risk)?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["failures"] = serde_json::to_value(report.failures())?;

@@ -144,7 +144,7 @@ pub struct RetentionConfig {
 }
 
 /// Configures the limits `delink risk` holds the outputs to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskConfig {
     /// Largest share of history rows that may match exactly one devices row.

@@ -25,39 +25,10 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+pub use delink_config::RiskConfig;
 pub use profiles::QUASI_IDENTIFIERS;
 
 use crate::table::Table;
-
-/// The limits a data directory must stay within.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Thresholds {
-    /// Largest share of history rows that may match exactly one devices row.
-    pub max_unique_join_rate: f64,
-    /// Largest share of history chargers a sequence alignment may link.
-    pub max_sequence_link_rate: f64,
-    /// Largest share of device pseudonyms a counter may link across a key change.
-    pub max_counter_link_rate: f64,
-    /// The k a device row's profile needs.
-    pub k: usize,
-    /// Smallest share of devices rows whose profile has at least `k` chargers.
-    pub min_k_anonymous_share: f64,
-    /// How far a counter may move between two pseudonyms (charging in between) and still link, in Wh.
-    pub counter_tolerance_wh: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            max_unique_join_rate: 0.05,
-            max_sequence_link_rate: 0.05,
-            max_counter_link_rate: 0.05,
-            k: 10,
-            min_k_anonymous_share: 0.99,
-            counter_tolerance_wh: 50_000.0,
-        }
-    }
-}
 
 /// What the attacks found.
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +56,7 @@ pub struct RiskReport {
     /// Devices rows by the k of their profile: `1`, `2-4`, `5-9`, `10-19`, `20+`.
     pub k_distribution: Vec<(&'static str, usize)>,
     /// The limits it was held to.
-    pub thresholds: Thresholds,
+    pub thresholds: RiskConfig,
 }
 
 impl RiskReport {
@@ -136,7 +107,7 @@ impl RiskReport {
 }
 
 /// Plays every attack on the outputs under `data_dir`.
-pub fn assess(data_dir: &Path, thresholds: Thresholds) -> Result<RiskReport> {
+pub fn assess(data_dir: &Path, thresholds: &RiskConfig) -> Result<RiskReport> {
     let history = Table::read(&data_dir.join("history"))?;
     let devices = Table::read(&data_dir.join("devices"))?;
     let chargers = |table: &Table| -> Result<Vec<String>> {
@@ -177,7 +148,7 @@ pub fn assess(data_dir: &Path, thresholds: Thresholds) -> Result<RiskReport> {
             share(ks.iter().filter(|k| **k >= thresholds.k).count(), ks.len())
         },
         k_distribution: profiles::distribution(&ks),
-        thresholds,
+        thresholds: thresholds.clone(),
     })
 }
 

@@ -232,14 +232,14 @@ struct Cell<'c> {
 }
 
 impl Cell<'_> {
-    /// Passes a kept string through its domain, counting it when it is left out.
-    fn admit_str<'v>(
+    /// Passes a kept value through its domain check, counting it when it is left out.
+    fn admit<T>(
         &mut self,
-        domain: Option<&Domain>,
-        value: Option<&'v str>,
-    ) -> Option<&'v str> {
+        value: Option<T>,
+        check: impl FnOnce(&T) -> Option<Result<(), Withheld>>,
+    ) -> Option<T> {
         let value = value?;
-        match domain.map(|domain| domain.admit_str(value)) {
+        match check(&value) {
             Some(Err(reason)) => {
                 self.withheld[reason.index()] += 1;
                 None
@@ -248,16 +248,18 @@ impl Cell<'_> {
         }
     }
 
-    /// Passes a kept number through its domain, counting it when it is left out.
+    fn admit_str<'v>(
+        &mut self,
+        domain: Option<&Domain>,
+        value: Option<&'v str>,
+    ) -> Option<&'v str> {
+        self.admit(value, |text| domain.map(|domain| domain.admit_str(text)))
+    }
+
     fn admit_number(&mut self, domain: Option<&Domain>, value: Option<f64>) -> Option<f64> {
-        let value = value?;
-        match domain.map(|domain| domain.admit_number(value)) {
-            Some(Err(reason)) => {
-                self.withheld[reason.index()] += 1;
-                None
-            }
-            _ => Some(value),
-        }
+        self.admit(value, |number| {
+            domain.map(|domain| domain.admit_number(*number))
+        })
     }
 }
 

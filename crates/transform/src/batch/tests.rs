@@ -21,8 +21,12 @@ fn rows(plan: &Plan, dataset: delink_model::Dataset) -> RecordBatch {
 
 /// Decodes one observation and builds its row of `dataset` under fixed test keys.
 fn rows_of(text: &str, plan: &Plan, dataset: delink_model::Dataset) -> RecordBatch {
+    builder_with(text, plan.dataset(dataset)).finish()
+}
+
+/// A builder holding the row of one observation under fixed test keys.
+fn builder_with<'p>(text: &str, plan: &'p DatasetPlan) -> DatasetBatchBuilder<'p> {
     let decoded = decode(text.as_bytes(), &DecodeLimits::default()).expect("valid observation");
-    let plan = plan.dataset(dataset);
     let mut builder = DatasetBatchBuilder::new(plan, arrow_schema(plan));
     let keys = ObservationKeys {
         subject: Some(&SUBJECT),
@@ -32,7 +36,7 @@ fn rows_of(text: &str, plan: &Plan, dataset: delink_model::Dataset) -> RecordBat
         dataset: &DATASET,
     };
     builder.append(&decoded.observation, &keys);
-    builder.finish()
+    builder
 }
 
 fn text(batch: &RecordBatch, column: &str) -> String {
@@ -200,17 +204,7 @@ fn kept_values_outside_their_domain_are_null_and_counted_by_field_and_reason() {
         )
         .replace(r#""temperature_c":21.5"#, r#""temperature_c":4791234567"#)
         .replace(r#""fault_code":null"#, r#""fault_code":"Kari Nordmann""#);
-    let decoded = decode(leaky.as_bytes(), &DecodeLimits::default()).expect("valid observation");
-    let devices = plan.dataset(delink_model::Dataset::Devices);
-    let mut builder = DatasetBatchBuilder::new(devices, arrow_schema(devices));
-    let keys = ObservationKeys {
-        subject: Some(&SUBJECT),
-        installation: Some(&INSTALLATION),
-        device: &DEVICE,
-        components: &[&COMPONENT],
-        dataset: &DATASET,
-    };
-    builder.append(&decoded.observation, &keys);
+    let mut builder = builder_with(&leaky, plan.dataset(delink_model::Dataset::Devices));
     let batch = builder.finish();
     for column in [
         "charger_model",
