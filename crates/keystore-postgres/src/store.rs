@@ -678,7 +678,7 @@ fn read_index_key(client: &mut impl GenericClient) -> Result<Option<StoredIndexK
 fn create_index_key(pool: &Pool, keyring: &mut Keyring) -> Result<Index> {
     const ACTION: &str = "creating the index key";
     let mut store_id = [0u8; 16];
-    getrandom_fill(&mut store_id)?;
+    getrandom::fill(&mut store_id).map_err(|_| KeyStoreError::Random)?;
     let fresh = Index {
         key: EntityKey::random()?,
         serial: 1,
@@ -719,13 +719,6 @@ fn create_index_key(pool: &Pool, keyring: &mut Keyring) -> Result<Index> {
         .with_client(read_index_key)?
         .ok_or_else(|| broken(ACTION, "the index key vanished after it was created"))?;
     stored.unwrap_with(keyring)
-}
-
-fn getrandom_fill(bytes: &mut [u8]) -> Result<()> {
-    EntityKey::random().map(|key| {
-        let len = bytes.len();
-        bytes.copy_from_slice(&key.expose()[..len]);
-    })
 }
 
 fn index_payload(index: &Index) -> KeyPayload {
