@@ -6,30 +6,25 @@ use crate::util::{Input, delink, run_ok};
 
 const SHIPPED: &str = include_str!("../config/policy.toml");
 
-/// The shipped policy with `devices/` cut down to the day and the kind (and
-/// the charger pseudonym the attacks group by).
-fn coarse_policy() -> String {
-    let (history, devices) = SHIPPED.split_once("[devices.fields]").expect("sections");
-    let mut coarse = format!("{history}[devices.fields]\n");
-    for line in devices.lines() {
-        let Some((path, _)) = line.split_once(" = ") else {
-            coarse.push_str(line);
-            coarse.push('\n');
-            continue;
-        };
-        let rule = match path {
-            "\"observed_at\"" => {
-                r#"{ action = "generalise", truncate = "day", column = "observed_day" }"#.to_owned()
-            }
-            "\"kind\"" | "\"charger.serial\"" => line
-                .split_once(" = ")
-                .map(|(_, rule)| rule.to_owned())
-                .expect("rule"),
-            _ => "\"drop\"".to_owned(),
-        };
-        coarse.push_str(&format!("{path} = {rule}\n"));
-    }
-    coarse
+/// The shipped policy without its protections: no k-anonymity, minutes
+/// instead of days, exact session details and the lifetime meter counter.
+fn weak_policy() -> String {
+    let (fields, _) = SHIPPED
+        .split_once("[devices.anonymity]")
+        .expect("an anonymity section");
+    fields
+        .replace(
+            r#"truncate = "day", column = "observed_day""#,
+            r#"truncate = "minute""#,
+        )
+        .replace(
+            r#""meter.energy_total_wh" = "drop""#,
+            r#""meter.energy_total_wh" = { action = "keep", range = [0, 10_000_000_000] }"#,
+        )
+        .replace(
+            r#""session.started_at" = "drop""#,
+            r#""session.started_at" = { action = "generalise", truncate = "minute" }"#,
+        )
 }
 
 fn risk(data: &Path) -> (i32, serde_json::Value, String) {
@@ -44,14 +39,18 @@ fn risk(data: &Path) -> (i32, serde_json::Value, String) {
 }
 
 #[test]
-fn risk_fails_a_policy_whose_datasets_join_and_passes_one_whose_do_not() {
+fn risk_fails_a_weak_policy_naming_each_attack_and_passes_the_shipped_one() {
     let input = Input::generate(30_000, 41, 0.0);
     let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("weak.toml");
+    std::fs::write(&policy, weak_policy()).expect("policy");
     let weak = dir.path().join("weak");
     run_ok(
         delink()
             .args(["run", "--progress", "never", "--data-dir"])
             .arg(&weak)
+            .arg("--policy")
+            .arg(&policy)
             .arg(&input.path),
     );
     let (code, report, stderr) = risk(&weak);
@@ -61,24 +60,19 @@ fn risk_fails_a_policy_whose_datasets_join_and_passes_one_whose_do_not() {
         "{report}"
     );
     let failures = report["failures"].to_string();
-    assert!(
-        failures.contains("unique joins") && failures.contains("k-anonymity"),
-        "{failures}"
-    );
+    for attack in ["unique joins", "counter continuity", "k-anonymity"] {
+        assert!(failures.contains(attack), "{attack} not named: {failures}");
+    }
     assert!(stderr.contains("privacy risk limits exceeded"), "{stderr}");
 
-    let policy = dir.path().join("coarse.toml");
-    std::fs::write(&policy, coarse_policy()).expect("policy");
-    let coarse = dir.path().join("coarse");
+    let shipped = dir.path().join("shipped");
     run_ok(
         delink()
             .args(["run", "--progress", "never", "--data-dir"])
-            .arg(&coarse)
-            .arg("--policy")
-            .arg(&policy)
+            .arg(&shipped)
             .arg(&input.path),
     );
-    let (code, report, stderr) = risk(&coarse);
+    let (code, report, stderr) = risk(&shipped);
     assert_eq!(code, 0, "{report} {stderr}");
     assert!(report["unique_join_rate"].as_f64().expect("rate") <= 0.05);
     assert!(report["k_anonymous_share"].as_f64().expect("share") >= 0.99);

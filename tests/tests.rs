@@ -8,6 +8,7 @@ mod util;
 
 mod cli;
 mod crash;
+mod delinking;
 mod erasure;
 mod identity;
 mod kafka;

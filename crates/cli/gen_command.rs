@@ -13,12 +13,15 @@ pub(crate) struct GenArgs {
     /// Number of observations (lines) to write.
     #[arg(long, short = 'n', default_value_t = 100_000)]
     count: u64,
-    /// Seed; the same count, seed and bad fraction always give the same bytes.
+    /// Seed; the same count, seed, bad fraction and fleet always give the same bytes.
     #[arg(long, short = 's', default_value_t = 1)]
     seed: u64,
     /// Fraction of lines that are broken (every kind of defect of the spec), 0..1.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     bad_fraction: f64,
+    /// Chargers in the generated fleet; by default one per 200 observations, at least 50.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=200_000))]
+    chargers: Option<u64>,
     /// Output file; standard output when omitted.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
@@ -40,6 +43,7 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
 pub(crate) fn run(args: GenArgs) -> anyhow::Result<()> {
     let config = SynthConfig {
         bad_fraction: args.bad_fraction,
+        chargers: args.chargers.map_or(0, |n| n as usize),
         ..SynthConfig::new(args.count, args.seed)
     };
     if args.kafka.is_set() {

@@ -260,7 +260,7 @@ impl Default for KeystoreConfig {
             kek_file: None,
             refresh_interval_ms: 1000,
             erasure_propagation_secs: 5,
-            device_epoch_days: 0,
+            device_epoch_days: 1,
             device_epoch_retention_days: 35,
         }
     }

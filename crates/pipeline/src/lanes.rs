@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use anyhow::{Result, anyhow};
-use arrow_array::BooleanArray;
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_schema::SchemaRef;
+use arrow_select::concat::concat_batches;
 use arrow_select::filter::filter_record_batch;
+use delink_anonymise::anonymise;
 use delink_datadir::{date_partition, format_day};
 use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, SegmentId};
+use delink_policy::Anonymity;
 use delink_sink_parquet::{PartitionedWriter, SegmentFiles};
 use delink_telemetry::{Metrics, Output};
 
@@ -24,6 +28,10 @@ pub(crate) struct Outputs {
     pub(crate) history: Arc<PartitionedWriter>,
     pub(crate) devices: Arc<PartitionedWriter>,
     pub(crate) quarantine: Arc<PartitionedWriter>,
+    /// devices/ rows are held until the segment seals and anonymised per day.
+    pub(crate) devices_anonymity: Option<Anonymity>,
+    /// The schema devices/ files are written with (the level column added).
+    pub(crate) devices_published: SchemaRef,
 }
 
 /// The open files of one segment.
@@ -33,6 +41,8 @@ struct OpenSegment {
     devices: SegmentFiles,
     quarantine: SegmentFiles,
     rows: BTreeMap<Dataset, u64>,
+    /// devices/ rows waiting for the seal, by UTC day.
+    held_devices: BTreeMap<i32, Vec<RecordBatch>>,
 }
 
 /// One lane's order, replay window and open segment.
@@ -158,6 +168,7 @@ fn absorb(
                 devices: outputs.devices.start_segment(&stem),
                 quarantine: outputs.quarantine.start_segment(&stem),
                 rows: BTreeMap::new(),
+                held_devices: BTreeMap::new(),
             })
         }
     };
@@ -177,12 +188,17 @@ fn absorb(
                 .collect();
             filter_record_batch(&partition.batch, &mask)?
         };
-        let files = match partition.dataset {
-            Dataset::History => &mut open.history,
-            Dataset::Devices => &mut open.devices,
-        };
-        files.write(&date_partition(partition.day), &batch)?;
         *open.rows.entry(partition.dataset).or_insert(0) += batch.num_rows() as u64;
+        match partition.dataset {
+            Dataset::History => open.history.write(&date_partition(partition.day), &batch)?,
+            Dataset::Devices if outputs.devices_anonymity.is_some() => {
+                open.held_devices
+                    .entry(partition.day)
+                    .or_default()
+                    .push(batch);
+            }
+            Dataset::Devices => open.devices.write(&date_partition(partition.day), &batch)?,
+        }
     }
     if let Some(rows) = &processed.quarantine {
         open.quarantine
@@ -196,9 +212,12 @@ fn absorb(
     if !processed.closes_segment {
         return Ok(None);
     }
-    let Some(open) = lane.open.take() else {
+    let Some(mut open) = lane.open.take() else {
         return Ok(None);
     };
+    if let Some(anonymity) = &outputs.devices_anonymity {
+        write_anonymised(&mut open, anonymity, &outputs.devices_published, metrics)?;
+    }
     // Where the file's rows came from, and the key store (identity, position and
     // KEK version) as it is sealed: the publisher syncs the store before the
     // file is visible, so the store is at least this long whenever it is.
@@ -239,6 +258,25 @@ fn absorb(
         files,
         rows: open.rows,
     }))
+}
+
+/// Writes each day's held devices/ rows, anonymised together.
+fn write_anonymised(
+    open: &mut OpenSegment,
+    anonymity: &Anonymity,
+    published: &SchemaRef,
+    metrics: &Metrics,
+) -> Result<()> {
+    for (day, batches) in std::mem::take(&mut open.held_devices) {
+        let Some(first) = batches.first() else {
+            continue;
+        };
+        let rows = concat_batches(&first.schema(), &batches)?;
+        let (anonymised, outcome) = anonymise(&rows, anonymity, published)?;
+        open.devices.write(&date_partition(day), &anonymised)?;
+        metrics.count_profiles(&outcome.rows_by_level, outcome.rows_below_k);
+    }
+    Ok(())
 }
 
 /// Counts one absorbed batch, once per batch.

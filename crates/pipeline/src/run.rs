@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
+use delink_anonymise::{MICROAGGREGATED_METADATA, STEPS_METADATA, published_schema};
 use delink_config::Config;
 use delink_datadir::{DataLayout, WorkerSpace, purge_quarantine, quarantine_schema, utc_day};
 use delink_decode::DecodeLimits;
@@ -109,7 +110,7 @@ pub enum StoreAccess {
 }
 
 /// The version of the output columns' layout (`docs/schema.md`), in every file's metadata.
-const OUTPUT_SCHEMA_VERSION: &str = "1";
+const OUTPUT_SCHEMA_VERSION: &str = "2";
 
 /// How often progress is reported and the published watermark written.
 const TICK: Duration = Duration::from_secs(1);
@@ -411,6 +412,18 @@ impl Pipeline {
         let staging = self.space.staging();
         let layout = &self.layout;
         let plan = &self.plan;
+        let anonymity = plan.devices.anonymity.clone();
+        let devices_published = published_schema(&context.devices_schema, anonymity.as_ref());
+        let mut devices_options = options("devices", distinct_valued_columns(&plan.devices));
+        if let Some(anonymity) = &anonymity {
+            devices_options.metadata.extend([
+                (STEPS_METADATA.to_owned(), anonymity.describe_steps()),
+                (
+                    MICROAGGREGATED_METADATA.to_owned(),
+                    anonymity.microaggregate.join(","),
+                ),
+            ]);
+        }
         Ok(Outputs {
             history: PartitionedWriter::create(
                 &layout.dataset(Dataset::History),
@@ -421,8 +434,8 @@ impl Pipeline {
             devices: PartitionedWriter::create(
                 &layout.dataset(Dataset::Devices),
                 &staging,
-                context.devices_schema.clone(),
-                options("devices", distinct_valued_columns(&plan.devices)),
+                devices_published.clone(),
+                devices_options,
             )?,
             quarantine: PartitionedWriter::create(
                 &layout.quarantine(),
@@ -430,6 +443,8 @@ impl Pipeline {
                 quarantine_schema(),
                 options("quarantine", vec!["sealed_record".to_owned()]),
             )?,
+            devices_anonymity: anonymity,
+            devices_published,
         })
     }
 }

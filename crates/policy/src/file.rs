@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::anonymity::AnonymityRules;
+
 /// Mirrors the policy file before validation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,8 @@ pub struct PolicyFile {
 pub struct DatasetRules {
     /// Field path → rule.
     pub fields: BTreeMap<String, FieldRule>,
+    /// k-anonymity of device profiles (`devices` only).
+    pub anonymity: Option<AnonymityRules>,
 }
 
 /// Says what to do with one field: a bare action name, or a table with parameters.

@@ -8,12 +8,14 @@
 //! subject-linked column — so a policy that would leak is refused before a
 //! single record is read, with every problem listed at once.
 
+mod anonymity;
 mod domain;
 mod error;
 mod file;
 mod plan;
 mod validate;
 
+pub use anonymity::{Anonymity, AnonymityRules, Generalisation, Step, StepRule, format_number};
 pub use domain::{Domain, MAX_DOMAIN_LEN, Withheld};
 pub use error::{PolicyError, Result};
 pub use file::PolicyFile;

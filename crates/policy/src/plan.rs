@@ -1,6 +1,6 @@
 use delink_model::{Dataset, Field, Scope};
 
-use crate::Domain;
+use crate::{Anonymity, Domain};
 
 /// Holds the validated policy: what to write to each dataset.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,8 @@ pub struct DatasetPlan {
     pub dataset: Dataset,
     /// Output columns, in policy-file order of their fields.
     pub columns: Vec<Column>,
+    /// k-anonymity of its device profiles, applied as each file is sealed.
+    pub anonymity: Option<Anonymity>,
 }
 
 /// Describes one output column.

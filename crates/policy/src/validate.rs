@@ -68,7 +68,23 @@ fn dataset_plan(dataset: Dataset, rules: &DatasetRules, problems: &mut Vec<Strin
         }
     }
     columns.sort_by_key(|column| column.field);
-    DatasetPlan { dataset, columns }
+    let anonymity = match (&rules.anonymity, dataset) {
+        (None, _) => None,
+        (Some(_), Dataset::History) => {
+            problems.push(format!(
+                "{name}.anonymity: history/ is pseudonymised, not anonymised; k-anonymity applies to devices/"
+            ));
+            None
+        }
+        (Some(anonymity), Dataset::Devices) => {
+            crate::anonymity::validate(anonymity, &columns, problems, name)
+        }
+    };
+    DatasetPlan {
+        dataset,
+        columns,
+        anonymity,
+    }
 }
 
 /// Checks one rule; `Ok(None)` means the field is dropped.

@@ -1,6 +1,8 @@
 //! Joins between `history/` and `devices/` on the columns they share, as an
-//! adversary holding both would make them: the history value generalised the
-//! way `devices/` generalised it, then matched exactly.
+//! adversary holding both would make them: the history value coarsened the
+//! way `devices/` coarsened it — at every profile level a row could have been
+//! published at — then matched exactly; a microaggregated number is matched
+//! to the nearest published mean among rows that agree on everything else.
 
 use std::collections::HashMap;
 
@@ -8,6 +10,8 @@ use anyhow::Result;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_schema::DataType;
+use delink_anonymise::{LEVEL_COLUMN, MICROAGGREGATED_METADATA, STEPS_METADATA};
+use delink_policy::{Anonymity, Step, format_number};
 
 use crate::table::{Table, TableColumn};
 
@@ -39,8 +43,9 @@ impl Coarsening {
             .map(Coarsening::Grid)
     }
 
-    /// Renders a column coarsened this way, one string per row (empty for null).
-    fn render(self, column: &TableColumn) -> Result<Vec<String>> {
+    /// Renders a column coarsened this way, one string per row (empty for
+    /// null); `already` says the values are coarsened (the devices side).
+    fn render(self, column: &TableColumn, already: bool) -> Result<Vec<Option<String>>> {
         let values = &column.values;
         Ok(match self {
             Coarsening::Truncate(unit) => {
@@ -48,102 +53,240 @@ impl Coarsening {
                 micros
                     .as_primitive::<Int64Type>()
                     .iter()
-                    .map(|m| m.map_or(String::new(), |m| (m.div_euclid(unit) * unit).to_string()))
+                    .map(|m| m.map(|m| (m.div_euclid(unit) * unit).to_string()))
                     .collect()
             }
-            Coarsening::Grid(grid) => {
-                let floats = arrow_cast::cast(values, &DataType::Float64)?;
-                floats
-                    .as_primitive::<Float64Type>()
-                    .iter()
-                    .map(|x| {
-                        x.map_or(String::new(), |x| {
-                            format!("{:.6}", (x / grid).floor() * grid)
-                        })
+            Coarsening::Grid(grid) => floats(column)?
+                .into_iter()
+                .map(|x| {
+                    x.map(|x| {
+                        if already {
+                            format_number(x)
+                        } else {
+                            format_number((x / grid).floor() * grid)
+                        }
                     })
-                    .collect()
-            }
+                })
+                .collect(),
         })
     }
 }
 
-/// The columns the two datasets share, rendered comparably, as one key per row.
+fn floats(column: &TableColumn) -> Result<Vec<Option<f64>>> {
+    let floats = arrow_cast::cast(&column.values, &DataType::Float64)?;
+    Ok(floats.as_primitive::<Float64Type>().iter().collect())
+}
+
+fn optional(text: Vec<String>) -> Vec<Option<String>> {
+    text.into_iter()
+        .map(|value| (!value.is_empty()).then_some(value))
+        .collect()
+}
+
+/// A microaggregated column: history values, devices values.
+type Numbers = (Vec<Option<f64>>, Vec<Option<f64>>);
+
+/// Under each key without its numbers, the published number tuples and their full keys.
+type Means<'k> = HashMap<&'k str, Vec<(Vec<Option<f64>>, &'k str)>>;
+
+/// The keys rows are compared by: each devices row's, and the devices keys
+/// each history row could match.
 pub(crate) struct JoinKeys {
     /// The shared source fields.
     pub(crate) fields: Vec<String>,
-    pub(crate) history: Vec<String>,
+    /// Every devices row's key.
     pub(crate) devices: Vec<String>,
+    /// For every history row, the devices keys it matches (at most one per level).
+    pub(crate) history: Vec<Vec<String>>,
+}
+
+/// One shared column: its parts on both sides and how the history side is coarsened further.
+struct Shared {
+    history: Vec<Option<String>>,
+    devices: Vec<Option<String>>,
+    /// The devices column's name (what the steps name).
+    name: String,
 }
 
 impl JoinKeys {
     pub(crate) fn of(history: &Table, devices: &Table) -> Result<JoinKeys> {
+        let steps = devices
+            .metadata
+            .get(STEPS_METADATA)
+            .and_then(|text| Anonymity::parse_steps(text))
+            .unwrap_or_default();
+        let micro_names: Vec<&str> = devices
+            .metadata
+            .get(MICROAGGREGATED_METADATA)
+            .map(|list| list.split(',').filter(|name| !name.is_empty()).collect())
+            .unwrap_or_default();
         let mut fields = Vec::new();
-        let mut history_parts = Vec::new();
-        let mut devices_parts = Vec::new();
+        let mut shared = Vec::new();
+        let mut micro: Vec<Numbers> = Vec::new();
         for device_column in devices.columns.iter().filter(|c| !c.is_pseudonym()) {
             let Some(history_column) = history
                 .column(&device_column.source)
-                .filter(|column| !column.is_pseudonym())
+                .filter(|column| !column.is_pseudonym() && !device_column.source.is_empty())
             else {
                 continue;
             };
+            fields.push(device_column.source.clone());
+            if micro_names.contains(&device_column.name.as_str()) {
+                micro.push((floats(history_column)?, floats(device_column)?));
+                continue;
+            }
             let coarsening = Coarsening::of(&device_column.action)
                 .or_else(|| Coarsening::of(&history_column.action));
             let (h, d) = match coarsening {
                 Some(coarsening) => (
-                    coarsening.render(history_column)?,
-                    coarsening.render(device_column)?,
+                    coarsening.render(history_column, false)?,
+                    coarsening.render(device_column, true)?,
                 ),
-                None => (history_column.text()?, device_column.text()?),
+                None => (
+                    optional(history_column.text()?),
+                    optional(device_column.text()?),
+                ),
             };
-            fields.push(device_column.source.clone());
-            history_parts.push(h);
-            devices_parts.push(d);
+            shared.push(Shared {
+                history: h,
+                devices: d,
+                name: device_column.name.clone(),
+            });
+        }
+        let levels: Vec<String> = match devices.named(LEVEL_COLUMN) {
+            Some(column) => column.text()?,
+            None => vec!["0".to_owned(); devices.rows],
+        };
+        let device_parts: Vec<&[Option<String>]> =
+            shared.iter().map(|s| s.devices.as_slice()).collect();
+        let other_keys: Vec<String> = (0..devices.rows)
+            .map(|row| key(&device_parts, row, &levels[row]))
+            .collect();
+        let device_micro: Vec<&[Option<f64>]> = micro.iter().map(|m| m.1.as_slice()).collect();
+        let devices_keys: Vec<String> = (0..devices.rows)
+            .map(|row| full_key(&other_keys[row], &device_micro, row))
+            .collect();
+        // Under each key without its numbers, the published number tuples.
+        let mut means: Means<'_> = HashMap::new();
+        if !micro.is_empty() {
+            for row in 0..devices.rows {
+                let tuple: Vec<Option<f64>> = device_micro.iter().map(|c| c[row]).collect();
+                let list = means.entry(other_keys[row].as_str()).or_default();
+                if !list.iter().any(|(seen, _)| *seen == tuple) {
+                    list.push((tuple, devices_keys[row].as_str()));
+                }
+            }
+        }
+        let known: std::collections::HashSet<&str> =
+            devices_keys.iter().map(String::as_str).collect();
+        let history_micro: Vec<&[Option<f64>]> = micro.iter().map(|m| m.0.as_slice()).collect();
+        let mut history_parts: Vec<Vec<Option<String>>> =
+            shared.iter().map(|s| s.history.clone()).collect();
+        let mut candidates = vec![Vec::new(); history.rows];
+        for level in 0..=steps.len() {
+            if level > 0 {
+                coarsen(&mut history_parts, &shared, &steps[level - 1]);
+            }
+            let parts: Vec<&[Option<String>]> = history_parts.iter().map(Vec::as_slice).collect();
+            let level_text = level.to_string();
+            for (row, found) in candidates.iter_mut().enumerate() {
+                let other = key(&parts, row, &level_text);
+                let full = if micro.is_empty() {
+                    Some(other)
+                } else {
+                    nearest(&means, &other, &history_micro, row)
+                };
+                if let Some(full) = full.filter(|full| known.contains(full.as_str())) {
+                    found.push(full);
+                }
+            }
         }
         Ok(JoinKeys {
             fields,
-            history: join_rows(&history_parts, history.rows),
-            devices: join_rows(&devices_parts, devices.rows),
+            devices: devices_keys,
+            history: candidates,
         })
     }
 }
 
-fn join_rows(parts: &[Vec<String>], rows: usize) -> Vec<String> {
-    (0..rows)
-        .map(|row| {
-            parts
-                .iter()
-                .map(|column| column[row].as_str())
-                .collect::<Vec<_>>()
-                .join("\u{1f}")
-        })
-        .collect()
+/// Takes one coarsening step on the history side's parts.
+fn coarsen(parts: &mut [Vec<Option<String>>], shared: &[Shared], step: &Step) {
+    for (column, values) in shared.iter().zip(parts.iter_mut()) {
+        if step.columns.contains(&column.name) {
+            for value in values.iter_mut() {
+                *value = step.generalisation.apply(value.as_deref());
+            }
+        }
+    }
+}
+
+fn key(parts: &[&[Option<String>]], row: usize, level: &str) -> String {
+    let mut key = level.to_owned();
+    for column in parts {
+        key.push('\u{1f}');
+        key.push_str(column[row].as_deref().unwrap_or("\u{0}"));
+    }
+    key
+}
+
+fn full_key(other: &str, micro: &[&[Option<f64>]], row: usize) -> String {
+    let mut key = other.to_owned();
+    for column in micro {
+        key.push('\u{1f}');
+        if let Some(value) = column[row] {
+            key.push_str(&value.to_string());
+        }
+    }
+    key
+}
+
+/// The published tuple nearest the history row's numbers, under the same other key.
+fn nearest(
+    means: &Means<'_>,
+    other: &str,
+    history: &[&[Option<f64>]],
+    row: usize,
+) -> Option<String> {
+    let list = means.get(other)?;
+    let distance = |tuple: &[Option<f64>]| -> f64 {
+        tuple
+            .iter()
+            .zip(history)
+            .map(|(published, column)| match (published, column[row]) {
+                (Some(a), Some(b)) => (a - b).abs(),
+                (None, None) => 0.0,
+                _ => f64::INFINITY,
+            })
+            .sum()
+    };
+    list.iter()
+        .map(|(tuple, key)| (distance(tuple), *key))
+        .filter(|(d, _)| d.is_finite())
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, key)| key.to_owned())
 }
 
 /// How many history rows match exactly one devices row, and how many match any.
-pub(crate) fn unique_matches(keys: &JoinKeys) -> (usize, usize, Vec<Option<usize>>) {
-    let mut devices: HashMap<&str, (usize, usize)> = HashMap::new();
-    for (row, key) in keys.devices.iter().enumerate() {
-        devices.entry(key).or_insert((0, row)).0 += 1;
+pub(crate) fn unique_matches(keys: &JoinKeys) -> (usize, usize) {
+    let mut devices: HashMap<&str, usize> = HashMap::new();
+    for key in &keys.devices {
+        *devices.entry(key).or_insert(0) += 1;
     }
     let mut unique = 0;
     let mut any = 0;
-    let mut matched = Vec::with_capacity(keys.history.len());
-    for key in &keys.history {
-        match devices.get(key.as_str()) {
-            Some((1, row)) => {
-                unique += 1;
-                any += 1;
-                matched.push(Some(*row));
-            }
-            Some(_) => {
-                any += 1;
-                matched.push(None);
-            }
-            None => matched.push(None),
+    for found in &keys.history {
+        let matches: usize = found
+            .iter()
+            .map(|key| devices.get(key.as_str()).copied().unwrap_or(0))
+            .sum();
+        if matches > 0 {
+            any += 1;
+        }
+        if matches == 1 {
+            unique += 1;
         }
     }
-    (unique, any, matched)
+    (unique, any)
 }
 
 /// Aligns each history charger's rows with the devices chargers holding the
@@ -164,20 +307,29 @@ pub(crate) fn sequence_links(
             list.push(charger);
         }
     }
-    let mut per_charger: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (key, charger) in keys.history.iter().zip(history_chargers) {
+    let mut per_charger: HashMap<&str, Vec<&Vec<String>>> = HashMap::new();
+    for (found, charger) in keys.history.iter().zip(history_chargers) {
         if !charger.is_empty() {
-            per_charger.entry(charger).or_default().push(key);
+            per_charger.entry(charger).or_default().push(found);
         }
     }
     let mut linked = 0;
     for rows in per_charger.values() {
         let mut votes: HashMap<&str, usize> = HashMap::new();
-        for key in rows {
-            if let Some(list) = holders.get(key).filter(|list| list.len() <= MAX_HOLDERS) {
-                for charger in list {
-                    *votes.entry(charger).or_insert(0) += 1;
+        for found in rows {
+            let mut voters: Vec<&str> = Vec::new();
+            for key in found.iter() {
+                if let Some(list) = holders
+                    .get(key.as_str())
+                    .filter(|list| list.len() <= MAX_HOLDERS)
+                {
+                    voters.extend(list.iter().copied());
                 }
+            }
+            voters.sort_unstable();
+            voters.dedup();
+            for charger in voters {
+                *votes.entry(charger).or_insert(0) += 1;
             }
         }
         let mut counts: Vec<usize> = votes.into_values().collect();

@@ -119,7 +119,7 @@ pub fn assess(data_dir: &Path, thresholds: &RiskConfig) -> Result<RiskReport> {
     let history_chargers = chargers(&history)?;
     let devices_chargers = chargers(&devices)?;
     let keys = join::JoinKeys::of(&history, &devices)?;
-    let (unique, any, _) = join::unique_matches(&keys);
+    let (unique, any) = join::unique_matches(&keys);
     let (charger_count, linked) = join::sequence_links(&keys, &history_chargers, &devices_chargers);
     let counter =
         counter::continuity(&devices, &devices_chargers, thresholds.counter_tolerance_wh)?;

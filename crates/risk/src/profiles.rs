@@ -1,6 +1,6 @@
 //! k-anonymity of device profiles: how many chargers share a row's
 //! quasi-identifiers (location cell, country, property type, model, firmware,
-//! component kinds) on its day.
+//! component kinds, and the profile level they were published at) on its day.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,9 +24,12 @@ pub const QUASI_IDENTIFIERS: [&str; 7] = [
 pub(crate) fn k_per_row(devices: &Table, chargers: &[String]) -> Result<Vec<usize>> {
     let mut parts = Vec::new();
     for source in QUASI_IDENTIFIERS {
-        if let Some(column) = devices.column(source) {
+        if let Some(column) = devices.column(source).filter(|c| !c.is_pseudonym()) {
             parts.push(column.text()?);
         }
+    }
+    if let Some(level) = devices.named(delink_anonymise::LEVEL_COLUMN) {
+        parts.push(level.text()?);
     }
     let days: Vec<String> = match devices.column("observed_at") {
         Some(column) => column

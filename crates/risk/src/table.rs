@@ -1,5 +1,6 @@
 //! One dataset of a data directory, read whole, with what each column is.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// A column as the writer described it in the field metadata.
 pub(crate) struct TableColumn {
+    /// The column's name.
+    pub(crate) name: String,
     /// The input field it came from (`delink.source`).
     pub(crate) source: String,
     /// What was done to it (`delink.action`).
@@ -42,6 +45,8 @@ impl TableColumn {
 pub(crate) struct Table {
     pub(crate) rows: usize,
     pub(crate) columns: Vec<TableColumn>,
+    /// The key-value metadata of its first file.
+    pub(crate) metadata: HashMap<String, String>,
 }
 
 impl Table {
@@ -51,12 +56,19 @@ impl Table {
         parquet_files(root, &mut files)?;
         files.sort();
         let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut metadata = HashMap::new();
         for file in &files {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(
+            let builder = ParquetRecordBatchReaderBuilder::try_new(
                 fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
             )
-            .with_context(|| format!("{} is not readable Parquet", file.display()))?
-            .build()?;
+            .with_context(|| format!("{} is not readable Parquet", file.display()))?;
+            if metadata.is_empty() {
+                let pairs = builder.metadata().file_metadata().key_value_metadata();
+                for pair in pairs.into_iter().flatten() {
+                    metadata.insert(pair.key.clone(), pair.value.clone().unwrap_or_default());
+                }
+            }
+            let reader = builder.build()?;
             for batch in reader {
                 batches.push(batch?);
             }
@@ -65,6 +77,7 @@ impl Table {
             return Ok(Table {
                 rows: 0,
                 columns: Vec::new(),
+                metadata,
             });
         };
         let schema = first.schema();
@@ -86,12 +99,22 @@ impl Table {
                 .collect();
             let metadata = field.metadata();
             columns.push(TableColumn {
+                name: field.name().clone(),
                 source: metadata.get("delink.source").cloned().unwrap_or_default(),
                 action: metadata.get("delink.action").cloned().unwrap_or_default(),
                 values: arrow_select_concat(&parts)?,
             });
         }
-        Ok(Table { rows, columns })
+        Ok(Table {
+            rows,
+            columns,
+            metadata,
+        })
+    }
+
+    /// Finds the column named `name`.
+    pub(crate) fn named(&self, name: &str) -> Option<&TableColumn> {
+        self.columns.iter().find(|column| column.name == name)
     }
 
     /// Finds the column computed from `source`.

@@ -45,7 +45,7 @@ use std::io::Write;
 use population::Population;
 use rng::Rng;
 
-/// What to generate. The output is a pure function of these three values.
+/// What to generate. The output is a pure function of these values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SynthConfig {
     /// Number of lines to generate.
@@ -55,6 +55,8 @@ pub struct SynthConfig {
     /// Share of lines (0.0 ..= 1.0) that are broken; out-of-range or NaN
     /// values are clamped (NaN counts as 0.0).
     pub bad_fraction: f64,
+    /// Chargers in the fleet; 0 sizes it to the count (`count / 200`, at least 50).
+    pub chargers: usize,
 }
 
 impl SynthConfig {
@@ -64,6 +66,7 @@ impl SynthConfig {
             count,
             seed,
             bad_fraction: 0.0,
+            chargers: 0,
         }
     }
 }
@@ -125,7 +128,10 @@ impl Generator {
         let rng = master.fork();
         let population = Population::new(
             &mut population_rng,
-            population::charger_count_for(config.count),
+            match config.chargers {
+                0 => population::charger_count_for(config.count),
+                chargers => chargers.min(population::MAX_CHARGERS),
+            },
         );
         let bad_fraction = if config.bad_fraction.is_nan() {
             0.0

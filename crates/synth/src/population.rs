@@ -65,8 +65,11 @@ pub(crate) struct Population {
 /// Number of chargers for a run of `count` lines: `count / 200`, at least 50,
 /// at most 200,000.
 pub(crate) fn charger_count_for(count: u64) -> usize {
-    (count / 200).clamp(50, 200_000) as usize
+    (count / 200).clamp(50, MAX_CHARGERS as u64) as usize
 }
+
+/// The largest fleet generated.
+pub(crate) const MAX_CHARGERS: usize = 200_000;
 
 struct Region {
     country: &'static str,

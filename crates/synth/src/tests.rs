@@ -25,6 +25,7 @@ fn generate(count: u64, seed: u64, bad_fraction: f64) -> Vec<Generated> {
         count,
         seed,
         bad_fraction,
+        chargers: 0,
     })
     .collect()
 }
@@ -35,6 +36,7 @@ fn ndjson(count: u64, seed: u64, bad_fraction: f64) -> (Vec<u8>, SynthSummary) {
         count,
         seed,
         bad_fraction,
+        chargers: 0,
     };
     let summary = write_ndjson(config, &mut out).unwrap();
     (out, summary)

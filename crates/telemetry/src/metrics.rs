@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::error::Result;
@@ -40,6 +40,18 @@ const LABEL_PARTITION: &str = "partition";
 const LABEL_EVENT: &str = "event";
 const LABEL_OPERATION: &str = "operation";
 const LABEL_VERSION: &str = "version";
+const LABEL_LEVEL: &str = "level";
+const LABEL_MEASURE: &str = "measure";
+
+/// The measures `delink_risk_ratio` accepts.
+pub(crate) const RISK_MEASURES: [&str; 4] = [
+    "unique_join",
+    "sequence_link",
+    "counter_link",
+    "k_anonymous",
+];
+/// Profile levels tracked before the rest are counted under the last.
+pub(crate) const MAX_PROFILE_LEVEL_LABELS: usize = 32;
 
 /// Names every metric delink exposes; the only place a metric name is spelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +72,14 @@ pub enum MetricName {
     UnknownFields,
     /// `delink_values_withheld_total{output,field,reason}`
     ValuesWithheld,
+    /// `delink_profile_rows_total{level}`
+    ProfileRows,
+    /// `delink_profile_rows_below_k_total`
+    ProfileRowsBelowK,
+    /// `delink_risk_ratio{measure}`
+    RiskRatio,
+    /// `delink_risk_limits_exceeded`
+    RiskLimitsExceeded,
     /// `delink_output_rows_total{output}`
     OutputRows,
     /// `delink_output_files_total{output}`
@@ -125,7 +145,7 @@ pub(crate) struct MetricSpec {
 
 impl MetricName {
     /// Every metric, in the order of `docs/metrics.md`.
-    pub const ALL: [MetricName; 24] = [
+    pub const ALL: [MetricName; 28] = [
         MetricName::InputRecords,
         MetricName::InputBytes,
         MetricName::InputBlankLines,
@@ -134,6 +154,10 @@ impl MetricName {
         MetricName::RecordsDuplicate,
         MetricName::UnknownFields,
         MetricName::ValuesWithheld,
+        MetricName::ProfileRows,
+        MetricName::ProfileRowsBelowK,
+        MetricName::RiskRatio,
+        MetricName::RiskLimitsExceeded,
         MetricName::OutputRows,
         MetricName::OutputFiles,
         MetricName::OutputBytes,
@@ -207,6 +231,30 @@ impl MetricName {
                 Counter,
                 &[LABEL_OUTPUT, LABEL_FIELD, LABEL_REASON],
                 "Kept values left out (written as null) for being outside their policy domain",
+            ),
+            MetricName::ProfileRows => (
+                "delink_profile_rows_total",
+                Counter,
+                &[LABEL_LEVEL],
+                "devices/ rows published, by how many coarsening steps their profile took to reach k chargers",
+            ),
+            MetricName::ProfileRowsBelowK => (
+                "delink_profile_rows_below_k_total",
+                Counter,
+                &[],
+                "devices/ rows whose profile has fewer than k chargers even after every coarsening step",
+            ),
+            MetricName::RiskRatio => (
+                "delink_risk_ratio",
+                Gauge,
+                &[LABEL_MEASURE],
+                "The last privacy-risk assessment of the data directory (see `delink risk`), by measure, 0..1",
+            ),
+            MetricName::RiskLimitsExceeded => (
+                "delink_risk_limits_exceeded",
+                Gauge,
+                &[],
+                "Risk limits ([risk] in the configuration) the last assessment exceeded; 0 when within all",
             ),
             MetricName::OutputRows => (
                 "delink_output_rows_total",
@@ -459,6 +507,13 @@ impl Registrar {
         Ok(metric)
     }
 
+    fn float_gauge_vec(&mut self, name: MetricName) -> Result<GaugeVec> {
+        let opts = self.opts(name, MetricKind::Gauge, true);
+        let metric = GaugeVec::new(opts, name.spec().labels)?;
+        self.registry.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
     fn histogram(&mut self, name: MetricName, buckets: &[f64]) -> Result<Histogram> {
         let opts = self.opts(name, MetricKind::Histogram, false);
         let metric = Histogram::with_opts(HistogramOpts::from(opts).buckets(buckets.to_vec()))?;
@@ -501,6 +556,10 @@ pub struct Metrics {
     pub values_withheld: IntCounterVec,
     /// Files published, by `output`.
     pub files_published: IntCounterVec,
+    profile_rows: IntCounterVec,
+    profile_rows_below_k: IntCounter,
+    risk_ratio: GaugeVec,
+    risk_limits_exceeded: IntGauge,
     /// Segments published.
     pub segments_published: IntCounter,
     /// Time to seal, sync keys and publish one segment.
@@ -541,6 +600,10 @@ impl Metrics {
             records_duplicate: registrar.counter(MetricName::RecordsDuplicate)?,
             unknown_fields: registrar.counter_vec(MetricName::UnknownFields)?,
             values_withheld: registrar.counter_vec(MetricName::ValuesWithheld)?,
+            profile_rows: registrar.counter_vec(MetricName::ProfileRows)?,
+            profile_rows_below_k: registrar.counter(MetricName::ProfileRowsBelowK)?,
+            risk_ratio: registrar.float_gauge_vec(MetricName::RiskRatio)?,
+            risk_limits_exceeded: registrar.gauge(MetricName::RiskLimitsExceeded)?,
             rows_written: registrar.counter_vec(MetricName::OutputRows)?,
             files_published: registrar.counter_vec(MetricName::OutputFiles)?,
             output_bytes: registrar.counter_vec(MetricName::OutputBytes)?,
@@ -639,6 +702,54 @@ impl Metrics {
             })
             .filter(|(_, count)| *count > 0)
             .collect()
+    }
+
+    /// Counts devices/ rows published at each profile level (index = level),
+    /// and those still below k.
+    pub fn count_profiles(&self, rows_by_level: &[u64], below_k: u64) {
+        for (level, rows) in rows_by_level.iter().enumerate() {
+            if *rows > 0 {
+                let label = level.min(MAX_PROFILE_LEVEL_LABELS - 1).to_string();
+                self.profile_rows.with_label_values(&[&label]).inc_by(*rows);
+            }
+        }
+        self.profile_rows_below_k.inc_by(below_k);
+    }
+
+    /// Returns the devices/ rows counted per profile level, `level` → rows.
+    pub fn profile_counts(&self) -> BTreeMap<u32, u64> {
+        use prometheus::core::Collector;
+        let mut counts = BTreeMap::new();
+        for family in self.profile_rows.collect() {
+            for metric in family.get_metric() {
+                let level = metric
+                    .get_label()
+                    .iter()
+                    .find(|pair| pair.name() == LABEL_LEVEL)
+                    .and_then(|pair| pair.value().parse().ok());
+                if let Some(level) = level {
+                    counts.insert(level, metric.get_counter().get_value() as u64);
+                }
+            }
+        }
+        counts
+    }
+
+    /// Returns the devices/ rows still below k.
+    pub fn profile_rows_below_k(&self) -> u64 {
+        self.profile_rows_below_k.get()
+    }
+
+    /// Records a risk assessment: each measure of [`RISK_MEASURES`] with its
+    /// ratio, and how many limits were exceeded.
+    pub fn set_risk(&self, ratios: &[(&str, f64)], limits_exceeded: usize) {
+        for (measure, ratio) in ratios {
+            if RISK_MEASURES.contains(measure) {
+                self.risk_ratio.with_label_values(&[measure]).set(*ratio);
+            }
+        }
+        self.risk_limits_exceeded
+            .set(i64::try_from(limits_exceeded).unwrap_or(i64::MAX));
     }
 
     /// Returns the withheld-value counts as `output field reason` → count.
