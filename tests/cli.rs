@@ -709,9 +709,13 @@ fn every_published_file_carries_its_provenance_and_keeps_it_through_retention() 
             assert_eq!(field("delink.dataset"), dataset);
             assert_eq!(field("delink.version"), env!("CARGO_PKG_VERSION"));
             assert_eq!(field("delink.input_schema"), "charger.observation.v1");
-            assert_eq!(field("delink.output_schema_version"), "1");
+            assert_eq!(field("delink.output_schema_version"), "2");
             assert_eq!(field("delink.policy_digest"), digest);
             assert_eq!(field("delink.kek_version"), "1");
+            if dataset == "devices" {
+                assert!(field("delink.anonymity").starts_with("status_fault_code:withhold;"));
+                assert_eq!(field("delink.microaggregated"), "session_energy_wh");
+            }
             let first: u64 = field("delink.first_position").parse().expect("first");
             let end: u64 = field("delink.end_position").parse().expect("end");
             assert!(end > first && end - first <= 1500, "{first}..{end}");

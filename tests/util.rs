@@ -113,21 +113,37 @@ impl Input {
             .expect("a valid serial")
     }
 
+    /// The `observed_at` of a valid line (numbered from 1), in microseconds since the epoch.
+    pub(crate) fn observed_at_us(&self, line: u64) -> i64 {
+        let value: serde_json::Value = serde_json::from_slice(&self.lines[line as usize - 1].line)
+            .expect("a valid line is JSON");
+        let text = value["observed_at"]
+            .as_str()
+            .expect("a valid line has observed_at");
+        chrono::DateTime::parse_from_rfc3339(text)
+            .expect("RFC 3339")
+            .timestamp_micros()
+    }
+
     /// The `devices/` observation pseudonyms of the valid first sightings, each
-    /// under its charger's key (device epochs off, as by default).
+    /// under its charger's key of the observation's epoch (default configuration).
     pub(crate) fn devices_observation_pseudonyms(&self, store: &dyn KeyStore) -> Vec<String> {
-        let mut keys: HashMap<String, [u8; 32]> = HashMap::new();
+        let mut keys: HashMap<(String, u32), [u8; 32]> = HashMap::new();
         self.first_valid()
             .iter()
             .map(|(line, id, _)| {
                 let serial = self.charger_serial(*line);
-                let key = keys.entry(serial).or_insert_with_key(|serial| {
-                    *store
-                        .existing_key(&Entity::device(serial, 0))
-                        .expect("store")
-                        .expect("every charger has a key")
-                        .expose()
-                });
+                let epoch =
+                    delink_config::Config::default().device_epoch(self.observed_at_us(*line));
+                let key = keys
+                    .entry((serial, epoch))
+                    .or_insert_with_key(|(serial, epoch)| {
+                        *store
+                            .existing_key(&Entity::device(serial, *epoch))
+                            .expect("store")
+                            .expect("every charger has a key")
+                            .expose()
+                    });
                 pseudonym_hex(key, DEVICES_OBSERVATION, id)
             })
             .collect()

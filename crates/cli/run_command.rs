@@ -190,5 +190,12 @@ fn summary_json(summary: &RunSummary) -> serde_json::Value {
         "observations_per_second": summary.records_per_second(),
         "input_megabytes_per_second": summary.megabytes_per_second(),
         "peak_rss_bytes": summary.peak_rss_bytes,
+        "profile_levels": summary.profile_levels,
+        "profile_rows_below_k": summary.profile_rows_below_k,
+        "risk": summary.risk.as_ref().map(|risk| {
+            let mut report = serde_json::to_value(risk).unwrap_or_default();
+            report["failures"] = risk.failures().into();
+            report
+        }),
     })
 }

@@ -49,34 +49,31 @@ pub(crate) fn formattable(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     }
 }
 
-/// Rebuilds a column of `original`'s type from coarsened text values.
+/// Rebuilds a column of `original`'s type from coarsened values: each row's
+/// code into the dictionary of values.
 pub(crate) fn rebuild(
     original: &ArrayRef,
-    parts: &[Option<String>],
+    values: &[Option<String>],
+    codes: &[u32],
 ) -> Result<ArrayRef, ArrowError> {
+    let value = |row: usize| values[codes[row] as usize].as_deref();
+    let numbers: Vec<Option<f64>> = values
+        .iter()
+        .map(|value| value.as_deref().and_then(|v| v.parse().ok()))
+        .collect();
+    let number = |row: usize| numbers[codes[row] as usize];
+    let rows = 0..codes.len();
     Ok(match original.data_type() {
-        DataType::Utf8 => Arc::new(parts.iter().map(Option::as_deref).collect::<StringArray>()),
-        DataType::Float64 => Arc::new(
-            parts
-                .iter()
-                .map(|part| part.as_deref().and_then(|p| p.parse::<f64>().ok()))
-                .collect::<Float64Array>(),
-        ),
+        DataType::Utf8 => Arc::new(rows.map(value).collect::<StringArray>()),
+        DataType::Float64 => Arc::new(rows.map(number).collect::<Float64Array>()),
         DataType::Int64 => Arc::new(
-            parts
-                .iter()
-                .map(|part| {
-                    let number = part.as_deref().and_then(|p| p.parse::<f64>().ok())?;
-                    Some(number as i64)
-                })
+            rows.map(|row| number(row).map(|n| n as i64))
                 .collect::<Int64Array>(),
         ),
-        // Lists are only ever withheld: keep the value where the text survived.
+        // Lists are only ever withheld: keep the value where one survived.
         _ => {
-            let withheld: BooleanArray = parts
-                .iter()
-                .enumerate()
-                .map(|(row, part)| Some(part.is_none() && original.is_valid(row)))
+            let withheld: BooleanArray = rows
+                .map(|row| Some(value(row).is_none() && original.is_valid(row)))
                 .collect();
             arrow_select::nullif::nullif(original.as_ref(), &withheld)?
         }

@@ -91,11 +91,7 @@ pub fn anonymise(
     anonymity: &Anonymity,
     published: &SchemaRef,
 ) -> Result<(RecordBatch, Outcome), ArrowError> {
-    let chargers = columns::text(column(batch, &anonymity.charger_column)?)?;
-    let chargers: Vec<&str> = chargers
-        .iter()
-        .map(|c| c.as_deref().unwrap_or(""))
-        .collect();
+    let chargers = charger_codes(column(batch, &anonymity.charger_column)?)?;
     let mut profile = profile::Profile::read(batch, anonymity)?;
     let levels = profile.assign_levels(&chargers, anonymity);
     let (micro, numbers_below_k) =
@@ -124,6 +120,18 @@ pub fn anonymise(
         numbers_below_k,
     };
     Ok((RecordBatch::try_new(published.clone(), arrays)?, outcome))
+}
+
+/// Each row's charger as a small number (equal pseudonyms, equal numbers).
+fn charger_codes(array: &ArrayRef) -> Result<Vec<u32>, ArrowError> {
+    let mut index: HashMap<Option<String>, u32> = HashMap::new();
+    Ok(columns::text(array)?
+        .into_iter()
+        .map(|charger| {
+            let next = index.len() as u32;
+            *index.entry(charger).or_insert(next)
+        })
+        .collect())
 }
 
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, ArrowError> {

@@ -20,7 +20,7 @@ pub(crate) fn microaggregate(
     anonymity: &Anonymity,
     profile: &Profile,
     levels: &[u8],
-    chargers: &[&str],
+    chargers: &[u32],
 ) -> Result<(HashMap<String, ArrayRef>, u64), ArrowError> {
     if anonymity.microaggregate.is_empty() {
         return Ok((HashMap::new(), 0));
@@ -30,19 +30,34 @@ pub(crate) fn microaggregate(
         .iter()
         .map(|name| as_floats(crate::column(batch, name)?))
         .collect::<Result<_, _>>()?;
-    let subgroups = subgroups(profile, levels, &numbers);
+    // Which numbers a row holds, as bits; rows holding none are left alone.
+    let signature = |row: usize| -> u64 {
+        numbers
+            .iter()
+            .enumerate()
+            .filter(|(_, column)| column[row].is_some())
+            .fold(0, |bits, (index, _)| bits | 1 << (index % 64))
+    };
+    let first = |row: usize| numbers.iter().find_map(|column| column[row]).unwrap_or(0.0);
+    let mut rows: Vec<usize> = (0..batch.num_rows())
+        .filter(|row| signature(*row) != 0)
+        .collect();
+    let same_subgroup = |a: usize, b: usize| {
+        levels[a] == levels[b] && signature(a) == signature(b) && profile.compare(a, b).is_eq()
+    };
+    // Subgroups together, and within each, neighbouring values together.
+    rows.sort_unstable_by(|a, b| {
+        levels[*a]
+            .cmp(&levels[*b])
+            .then(signature(*a).cmp(&signature(*b)))
+            .then_with(|| profile.compare(*a, *b))
+            .then_with(|| first(*a).total_cmp(&first(*b)))
+            .then(a.cmp(b))
+    });
     let mut aggregated = numbers.clone();
     let mut below_k = 0;
-    for mut rows in subgroups.into_values() {
-        // Neighbouring values share a mean; the first column orders the rows.
-        let first = numbers.iter().position(|column| column[rows[0]].is_some());
-        if let Some(first) = first {
-            rows.sort_by(|a, b| {
-                let (a, b) = (numbers[first][*a], numbers[first][*b]);
-                a.unwrap_or(0.0).total_cmp(&b.unwrap_or(0.0))
-            });
-        }
-        for cluster in clusters(&rows, chargers, anonymity.k) {
+    for subgroup in rows.chunk_by(|a, b| same_subgroup(*a, *b)) {
+        for cluster in clusters(subgroup, chargers, anonymity.k) {
             if cluster_chargers(cluster, chargers) < anonymity.k {
                 // Too few chargers to share a mean with: the numbers are withheld.
                 below_k += cluster.len() as u64;
@@ -82,31 +97,9 @@ pub(crate) fn microaggregate(
     Ok((columns, below_k))
 }
 
-/// Rows with a number, grouped by level, profile and which numbers they hold.
-fn subgroups(
-    profile: &Profile,
-    levels: &[u8],
-    numbers: &[Vec<Option<f64>>],
-) -> HashMap<String, Vec<usize>> {
-    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
-    for (row, level) in levels.iter().enumerate() {
-        if numbers.iter().all(|column| column[row].is_none()) {
-            continue;
-        }
-        let mut key = level.to_string();
-        for column in numbers {
-            key.push(if column[row].is_some() { '1' } else { '0' });
-        }
-        key.push('\u{1f}');
-        profile.key(row, &mut key);
-        groups.entry(key).or_default().push(row);
-    }
-    groups
-}
-
 /// Cuts ordered rows into runs of at least `k` distinct chargers; a short
 /// tail joins the last run (a subgroup of fewer chargers is one cluster).
-fn clusters<'r>(rows: &'r [usize], chargers: &[&str], k: usize) -> Vec<&'r [usize]> {
+fn clusters<'r>(rows: &'r [usize], chargers: &[u32], k: usize) -> Vec<&'r [usize]> {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut seen = HashSet::new();
@@ -127,7 +120,7 @@ fn clusters<'r>(rows: &'r [usize], chargers: &[&str], k: usize) -> Vec<&'r [usiz
     runs
 }
 
-fn cluster_chargers(cluster: &[usize], chargers: &[&str]) -> usize {
+fn cluster_chargers(cluster: &[usize], chargers: &[u32]) -> usize {
     cluster
         .iter()
         .map(|row| chargers[*row])

@@ -159,6 +159,9 @@ pub struct RiskConfig {
     pub min_k_anonymous_share: f64,
     /// How far a counter may move between two pseudonyms and still count as continued, in Wh.
     pub counter_tolerance_wh: f64,
+    /// `delink run` assesses the data directory when it finishes, and stream
+    /// workers at every housekeeping pass: figures in the summary and `/metrics`.
+    pub assess_after_run: bool,
 }
 
 impl Default for RiskConfig {
@@ -170,6 +173,7 @@ impl Default for RiskConfig {
             k: 10,
             min_k_anonymous_share: 0.99,
             counter_tolerance_wh: 50_000.0,
+            assess_after_run: true,
         }
     }
 }

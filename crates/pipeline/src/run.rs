@@ -15,6 +15,7 @@ use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore, 
 use delink_keystore_postgres::PostgresKeyStore;
 use delink_model::{Dataset, DeadLetters, PipelineStopped, SCHEMA_V1, Scope, Source};
 use delink_policy::Plan;
+use delink_risk::RiskReport;
 use delink_sink_parquet::{PartitionedWriter, WriterOptions};
 use delink_source_ndjson::{NdjsonSource, SourceOptions};
 use delink_telemetry::{Health, Metrics};
@@ -287,12 +288,47 @@ impl Pipeline {
         purged += self.housekeeping()?;
         self.space
             .publish_watermark(chrono::Utc::now().timestamp_micros())?;
-        Ok(RunSummary::new(
-            Progress::of(&self.metrics),
+        let mut summary = RunSummary::new(
+            &self.metrics,
             started.elapsed(),
             purged,
             self.layout.clone(),
-        ))
+        );
+        summary.risk = self.assess_risk();
+        Ok(summary)
+    }
+
+    /// Plays the adversary's attacks on the data directory (`[risk]`), sets the
+    /// figures in the metrics and warns when a limit is exceeded. An
+    /// assessment that cannot be made is logged, never fatal: it writes nothing.
+    fn assess_risk(&self) -> Option<RiskReport> {
+        if !self.config.risk.assess_after_run {
+            return None;
+        }
+        let report = match delink_risk::assess(self.layout.root(), &self.config.risk) {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "the privacy-risk assessment failed");
+                return None;
+            }
+        };
+        let failures = report.failures();
+        self.metrics.set_risk(
+            &[
+                ("unique_join", report.unique_join_rate),
+                ("sequence_link", report.sequence_link_rate),
+                ("counter_link", report.counter_link_rate),
+                ("k_anonymous", report.k_anonymous_share),
+            ],
+            failures.len(),
+        );
+        if !failures.is_empty() {
+            tracing::warn!(
+                exceeded = %failures.join("; "),
+                "the outputs exceed the privacy-risk limits; see `delink risk` and tighten the policy"
+            );
+        }
+        Some(report)
     }
 
     /// Takes processed batches until every worker is done, ticking once a second
@@ -330,6 +366,7 @@ impl Pipeline {
             if last_housekeeping.elapsed() >= housekeeping_interval {
                 last_housekeeping = Instant::now();
                 *purged += self.housekeeping()?;
+                self.assess_risk();
             }
         }
         if ordered.has_stragglers() {

@@ -1,9 +1,11 @@
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use delink_model::Dataset;
-
 use delink_datadir::DataLayout;
+use delink_model::Dataset;
+use delink_risk::RiskReport;
+use delink_telemetry::Metrics;
 
 use crate::Progress;
 
@@ -20,21 +22,30 @@ pub struct RunSummary {
     pub peak_rss_bytes: Option<u64>,
     /// Where the output is.
     pub layout: DataLayout,
+    /// devices/ rows published per profile level (coarsening steps taken).
+    pub profile_levels: BTreeMap<u32, u64>,
+    /// devices/ rows whose profile has fewer than k chargers after every step.
+    pub profile_rows_below_k: u64,
+    /// The privacy-risk assessment of the data directory after the run, when made.
+    pub risk: Option<RiskReport>,
 }
 
 impl RunSummary {
     pub(crate) fn new(
-        totals: Progress,
+        metrics: &Metrics,
         elapsed: Duration,
         purged: u64,
         layout: DataLayout,
     ) -> Self {
         RunSummary {
-            totals,
+            totals: Progress::of(metrics),
             elapsed,
             quarantine_partitions_purged: purged,
             peak_rss_bytes: peak_rss_bytes(),
             layout,
+            profile_levels: metrics.profile_counts(),
+            profile_rows_below_k: metrics.profile_rows_below_k(),
+            risk: None,
         }
     }
 
@@ -108,6 +119,35 @@ impl fmt::Display for RunSummary {
             for (what, count) in &totals.withheld {
                 writeln!(f, "    {what:<40} {count}")?;
             }
+        }
+        if !self.profile_levels.is_empty() {
+            let levels: Vec<String> = self
+                .profile_levels
+                .iter()
+                .map(|(level, rows)| format!("{level}: {rows}"))
+                .collect();
+            writeln!(
+                f,
+                "  device profiles      rows by coarsening level {}; {} below k",
+                levels.join(", "),
+                self.profile_rows_below_k
+            )?;
+        }
+        if let Some(risk) = &self.risk {
+            let failures = risk.failures();
+            writeln!(
+                f,
+                "  privacy risk         unique joins {:.2} %, sequence links {:.2} %, counter links {:.2} %, k-anonymous rows {:.2} % ({})",
+                100.0 * risk.unique_join_rate,
+                100.0 * risk.sequence_link_rate,
+                100.0 * risk.counter_link_rate,
+                100.0 * risk.k_anonymous_share,
+                if failures.is_empty() {
+                    "within every limit".to_owned()
+                } else {
+                    format!("EXCEEDED: {}", failures.join("; "))
+                }
+            )?;
         }
         if totals.blank_lines > 0 {
             writeln!(f, "  blank lines skipped  {}", totals.blank_lines)?;

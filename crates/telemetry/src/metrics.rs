@@ -642,6 +642,14 @@ impl Metrics {
                 .kafka_rebalances
                 .with_label_values(&[event.as_str()]);
         }
+        // Not assessed yet: NaN, never a reassuring 0.
+        for measure in RISK_MEASURES {
+            metrics
+                .risk_ratio
+                .with_label_values(&[measure])
+                .set(f64::NAN);
+        }
+        metrics.profile_rows.with_label_values(&["0"]);
         for output in Output::ALL {
             let label = [output.as_str()];
             metrics.files_published.with_label_values(&label);

@@ -100,11 +100,11 @@ fn devices_row_is_truncated_and_shares_no_value_with_history() {
     let plan = compile(POLICY).expect("policy");
     let history = rows(&plan, delink_model::Dataset::History);
     let devices = rows(&plan, delink_model::Dataset::Devices);
-    let minute = devices
-        .column_by_name("observed_minute")
-        .expect("minute")
+    let day = devices
+        .column_by_name("observed_day")
+        .expect("day")
         .as_primitive::<TimestampMicrosecondType>();
-    assert_eq!(minute.value(0) % 60_000_000, 0);
+    assert_eq!(day.value(0) % 86_400_000_000, 0);
     assert!(devices.column_by_name("account_pseudonym").is_none());
     for device_column in ["observation_pseudonym", "charger_pseudonym"] {
         let value = text(&devices, device_column);
@@ -204,7 +204,7 @@ fn kept_values_outside_their_domain_are_null_and_counted_by_field_and_reason() {
         )
         .replace(r#""temperature_c":21.5"#, r#""temperature_c":4791234567"#)
         .replace(r#""fault_code":null"#, r#""fault_code":"Kari Nordmann""#);
-    let mut builder = builder_with(&leaky, plan.dataset(delink_model::Dataset::Devices));
+    let mut builder = builder_with(&leaky, plan.dataset(delink_model::Dataset::History));
     let batch = builder.finish();
     for column in [
         "charger_model",
