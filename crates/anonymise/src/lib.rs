@@ -1,16 +1,15 @@
 //! k-anonymity for de-linked device rows, applied to one day's rows as a file
 //! is sealed.
 //!
-//! - **Profiles:** rows are grouped by every published column except
-//!   pseudonyms and microaggregated numbers (so by the day, the kind, the
-//!   location cell, the firmware …: whatever an adversary could join on). A
-//!   group with at least `k` distinct chargers is published as it is; the
-//!   rest take the next coarsening step (a coarser grid, fewer version
-//!   segments, a value withheld) on the columns it names, and are grouped again.
-//!   Each row records in `profile_level` how many steps it took. Steps only
-//!   ever coarsen, and a group is formed only among rows at the same level,
-//!   so every published profile is shared by `k` chargers unless every step
-//!   was taken (counted as below k).
+//! - **Profiles:** a row's profile is every published column except
+//!   pseudonyms and microaggregated numbers (the day, the kind, the location
+//!   cell, the firmware …: whatever an adversary could join on). The policy's
+//!   steps coarsen it (a coarser grid, fewer version segments, a value
+//!   withheld); each row is published at the finest level at which its
+//!   profile is shared by `k` distinct chargers, found top-down (see
+//!   `profile`), and records in `profile_level` how many steps it took.
+//!   Every published (level, profile) is shared by `k` chargers unless even
+//!   every step leaves fewer (counted as below k).
 //! - **Numbers:** microaggregated columns are replaced, within rows that agree
 //!   on every other published column, by the mean of a cluster of at least
 //!   `k` chargers with neighbouring values: no value singles out a row, and
@@ -24,19 +23,37 @@ mod columns;
 mod micro;
 mod profile;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, UInt8Array};
+use arrow_array::{ArrayRef, RecordBatch, UInt8Array, UInt32Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
-use delink_policy::Anonymity;
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take_record_batch;
+use delink_policy::{Anonymity, Step};
 
 /// The column holding how many coarsening steps a row's profile took.
 pub const LEVEL_COLUMN: &str = "profile_level";
 
 /// Key of the file metadata entry describing the steps (see
-/// [`Anonymity::describe_steps`]).
+/// [`Anonymity::describe_steps`]); steps for one kind are under this key
+/// followed by `.kind.<kind>`.
 pub const STEPS_METADATA: &str = "delink.anonymity";
+
+/// The metadata entries describing every step list of `anonymity`.
+pub fn steps_metadata(anonymity: &Anonymity) -> Vec<(String, String)> {
+    std::iter::once((
+        STEPS_METADATA.to_owned(),
+        Anonymity::describe_steps(&anonymity.steps),
+    ))
+    .chain(anonymity.steps_by_kind.iter().map(|(kind, steps)| {
+        (
+            format!("{STEPS_METADATA}.kind.{kind}"),
+            Anonymity::describe_steps(steps),
+        )
+    }))
+    .collect()
+}
 
 /// Key of the file metadata entry listing the microaggregated columns, comma-separated.
 pub const MICROAGGREGATED_METADATA: &str = "delink.microaggregated";
@@ -85,17 +102,49 @@ impl Outcome {
 }
 
 /// Anonymises one day's rows (built with `batch`'s schema) into `published`
-/// (from [`published_schema`]).
+/// (from [`published_schema`]). With steps by kind, each kind's rows are
+/// anonymised apart (the kind is part of every profile) and written kind by kind.
 pub fn anonymise(
     batch: &RecordBatch,
     anonymity: &Anonymity,
     published: &SchemaRef,
 ) -> Result<(RecordBatch, Outcome), ArrowError> {
+    let Some(kind_column) = anonymity
+        .kind_column
+        .as_deref()
+        .filter(|_| !anonymity.steps_by_kind.is_empty())
+    else {
+        return anonymise_with(batch, anonymity, &anonymity.steps, published);
+    };
+    let mut by_kind: BTreeMap<Option<String>, Vec<u32>> = BTreeMap::new();
+    for (row, kind) in columns::text(column(batch, kind_column)?)?
+        .into_iter()
+        .enumerate()
+    {
+        by_kind.entry(kind).or_default().push(row as u32);
+    }
+    let mut parts = Vec::with_capacity(by_kind.len());
+    let mut outcome = Outcome::default();
+    for (kind, rows) in by_kind {
+        let rows = take_record_batch(batch, &UInt32Array::from(rows))?;
+        let steps = anonymity.steps_for(kind.as_deref());
+        let (part, part_outcome) = anonymise_with(&rows, anonymity, steps, published)?;
+        outcome.add(&part_outcome);
+        parts.push(part);
+    }
+    Ok((concat_batches(published, &parts)?, outcome))
+}
+
+fn anonymise_with(
+    batch: &RecordBatch,
+    anonymity: &Anonymity,
+    steps: &[Step],
+    published: &SchemaRef,
+) -> Result<(RecordBatch, Outcome), ArrowError> {
     let chargers = charger_codes(column(batch, &anonymity.charger_column)?)?;
-    let mut profile = profile::Profile::read(batch, anonymity)?;
-    let levels = profile.assign_levels(&chargers, anonymity);
-    let (micro, numbers_below_k) =
-        micro::microaggregate(batch, anonymity, &profile, &levels.levels, &chargers)?;
+    let mut profile = profile::Profile::read(batch, anonymity, steps)?;
+    let (levels, rows_below_k) = profile.assign_levels(&chargers, steps.len(), anonymity.k);
+    let (micro, numbers_below_k) = micro::microaggregate(batch, anonymity, &profile, &chargers)?;
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 1);
     for (index, field) in batch.schema().fields().iter().enumerate() {
         let original = batch.column(index);
@@ -109,14 +158,14 @@ pub fn anonymise(
         };
         arrays.push(array);
     }
-    let mut rows_by_level = vec![0u64; anonymity.steps.len() + 1];
-    for level in &levels.levels {
+    let mut rows_by_level = vec![0u64; steps.len() + 1];
+    for level in &levels {
         rows_by_level[usize::from(*level)] += 1;
     }
-    arrays.push(Arc::new(UInt8Array::from(levels.levels)));
+    arrays.push(Arc::new(UInt8Array::from(levels)));
     let outcome = Outcome {
         rows_by_level,
-        rows_below_k: levels.below_k,
+        rows_below_k,
         numbers_below_k,
     };
     Ok((RecordBatch::try_new(published.clone(), arrays)?, outcome))

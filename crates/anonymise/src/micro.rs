@@ -19,7 +19,6 @@ pub(crate) fn microaggregate(
     batch: &RecordBatch,
     anonymity: &Anonymity,
     profile: &Profile,
-    levels: &[u8],
     chargers: &[u32],
 ) -> Result<(HashMap<String, ArrayRef>, u64), ArrowError> {
     if anonymity.microaggregate.is_empty() {
@@ -42,14 +41,12 @@ pub(crate) fn microaggregate(
     let mut rows: Vec<usize> = (0..batch.num_rows())
         .filter(|row| signature(*row) != 0)
         .collect();
-    let same_subgroup = |a: usize, b: usize| {
-        levels[a] == levels[b] && signature(a) == signature(b) && profile.compare(a, b).is_eq()
-    };
+    let same_subgroup =
+        |a: usize, b: usize| signature(a) == signature(b) && profile.compare(a, b).is_eq();
     // Subgroups together, and within each, neighbouring values together.
     rows.sort_unstable_by(|a, b| {
-        levels[*a]
-            .cmp(&levels[*b])
-            .then(signature(*a).cmp(&signature(*b)))
+        signature(*a)
+            .cmp(&signature(*b))
             .then_with(|| profile.compare(*a, *b))
             .then_with(|| first(*a).total_cmp(&first(*b)))
             .then(a.cmp(b))

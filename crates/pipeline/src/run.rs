@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use delink_anonymise::{MICROAGGREGATED_METADATA, STEPS_METADATA, published_schema};
+use delink_anonymise::{MICROAGGREGATED_METADATA, published_schema, steps_metadata};
 use delink_config::Config;
 use delink_datadir::{DataLayout, WorkerSpace, purge_quarantine, quarantine_schema, utc_day};
 use delink_decode::DecodeLimits;
@@ -223,7 +223,14 @@ impl Pipeline {
             self.dead_letters.as_deref(),
             self.store.as_ref(),
         );
+        let consuming = AtomicBool::new(true);
         let outcome = std::thread::scope(|scope| {
+            // Long-running workers reassess the outputs now and then, off the hot threads.
+            let consuming = &consuming;
+            std::thread::Builder::new()
+                .name("delink-risk".to_owned())
+                .spawn_scoped(scope, move || self.reassess_while(consuming))?;
+            let _stop_reassessing = ClearOnDrop(consuming);
             let dispatch = Dispatch::new(
                 work_tx,
                 recycle_rx,
@@ -298,6 +305,19 @@ impl Pipeline {
         Ok(summary)
     }
 
+    /// Assesses the outputs every housekeeping interval while `consuming` holds.
+    fn reassess_while(&self, consuming: &AtomicBool) {
+        let interval = Duration::from_secs(self.config.pipeline.housekeeping_interval_secs.max(1));
+        let mut last = Instant::now();
+        while consuming.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if last.elapsed() >= interval && consuming.load(Ordering::Relaxed) {
+                last = Instant::now();
+                self.assess_risk();
+            }
+        }
+    }
+
     /// Plays the adversary's attacks on the data directory (`[risk]`), sets the
     /// figures in the metrics and warns when a limit is exceeded. An
     /// assessment that cannot be made is logged, never fatal: it writes nothing.
@@ -366,7 +386,6 @@ impl Pipeline {
             if last_housekeeping.elapsed() >= housekeeping_interval {
                 last_housekeeping = Instant::now();
                 *purged += self.housekeeping()?;
-                self.assess_risk();
             }
         }
         if ordered.has_stragglers() {
@@ -453,13 +472,11 @@ impl Pipeline {
         let devices_published = published_schema(&context.devices_schema, anonymity.as_ref());
         let mut devices_options = options("devices", distinct_valued_columns(&plan.devices));
         if let Some(anonymity) = &anonymity {
-            devices_options.metadata.extend([
-                (STEPS_METADATA.to_owned(), anonymity.describe_steps()),
-                (
-                    MICROAGGREGATED_METADATA.to_owned(),
-                    anonymity.microaggregate.join(","),
-                ),
-            ]);
+            devices_options.metadata.extend(steps_metadata(anonymity));
+            devices_options.metadata.push((
+                MICROAGGREGATED_METADATA.to_owned(),
+                anonymity.microaggregate.join(","),
+            ));
         }
         Ok(Outputs {
             history: PartitionedWriter::create(
@@ -483,6 +500,15 @@ impl Pipeline {
             devices_anonymity: anonymity,
             devices_published,
         })
+    }
+}
+
+/// Clears a flag when dropped, however the scope holding it ends.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 

@@ -2,7 +2,7 @@
 //! the order in which they are coarsened for rows whose profile has fewer than
 //! `k` chargers on a day, and the numbers replaced by the mean of `k` peers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -17,6 +17,10 @@ pub struct AnonymityRules {
     pub k: usize,
     /// Coarsening steps, first taken first.
     pub steps: Vec<StepRule>,
+    /// Other steps for rows of these kinds (the `kind` column's value), so
+    /// each kind keeps longest what its questions need.
+    #[serde(default)]
+    pub steps_by_kind: BTreeMap<String, Vec<StepRule>>,
     /// Numeric columns published as the mean of a cluster of at least `k` chargers.
     #[serde(default)]
     pub microaggregate: Vec<String>,
@@ -43,26 +47,26 @@ pub struct Anonymity {
     pub charger_column: String,
     /// Coarsening steps, first taken first; a row's level is how many it took.
     pub steps: Vec<Step>,
+    /// Other steps for rows of these kinds.
+    pub steps_by_kind: BTreeMap<String, Vec<Step>>,
+    /// The column holding the kind, when steps depend on it.
+    pub kind_column: Option<String>,
     /// Numeric columns published as cluster means.
     pub microaggregate: Vec<String>,
 }
 
 impl Anonymity {
-    /// The quasi-identifier columns, in the order the steps first name them.
-    pub fn quasi_identifiers(&self) -> Vec<&str> {
-        let mut seen = BTreeSet::new();
-        self.steps
-            .iter()
-            .flat_map(|step| step.columns.iter())
-            .filter(|column| seen.insert(column.as_str()))
-            .map(String::as_str)
-            .collect()
+    /// The steps rows of `kind` take.
+    pub fn steps_for(&self, kind: Option<&str>) -> &[Step] {
+        kind.and_then(|kind| self.steps_by_kind.get(kind))
+            .unwrap_or(&self.steps)
     }
 
-    /// Renders the steps as the text written into every file's metadata
-    /// (`delink.anonymity`), which [`Anonymity::parse_steps`] reads back.
-    pub fn describe_steps(&self) -> String {
-        self.steps
+    /// Renders steps as the text written into every file's metadata
+    /// (`delink.anonymity`, `delink.anonymity.kind.<kind>`), which
+    /// [`Anonymity::parse_steps`] reads back.
+    pub fn describe_steps(steps: &[Step]) -> String {
+        steps
             .iter()
             .map(|step| {
                 format!(
@@ -179,8 +183,70 @@ pub(crate) fn validate(
         problem("counting chargers needs charger.serial pseudonymised in this dataset".into());
     }
     let find = |wanted: &str| columns.iter().find(|column| column.name == wanted);
+    let steps = validate_steps(&rules.steps, columns, &mut problem);
+    let mut steps_by_kind = BTreeMap::new();
+    for (kind, rules) in &rules.steps_by_kind {
+        steps_by_kind.insert(kind.clone(), validate_steps(rules, columns, &mut problem));
+    }
+    let kind_column = columns
+        .iter()
+        .find(|column| column.field == Field::Kind && matches!(column.action, Action::Keep { .. }))
+        .map(|column| column.name.clone());
+    if !steps_by_kind.is_empty() && kind_column.is_none() {
+        problem("steps_by_kind needs the kind kept in this dataset".into());
+    }
+    if steps_by_kind
+        .values()
+        .chain([&steps])
+        .any(|steps| steps.len() > 255)
+    {
+        problem("at most 255 steps".into());
+    }
+    let anonymity = Anonymity {
+        k: rules.k,
+        charger_column: charger_column.unwrap_or_default(),
+        steps,
+        steps_by_kind,
+        kind_column,
+        microaggregate: rules.microaggregate.clone(),
+    };
+    let coarsened: BTreeSet<&str> = anonymity
+        .steps_by_kind
+        .values()
+        .chain([&anonymity.steps])
+        .flatten()
+        .flat_map(|step| step.columns.iter().map(String::as_str))
+        .collect();
+    for wanted in &rules.microaggregate {
+        match find(wanted) {
+            None => problem(format!("`{wanted}` is not a column of this dataset")),
+            Some(column)
+                if !matches!(column.field.value_type(), ValueType::Float | ValueType::Int)
+                    || matches!(column.action, Action::Pseudonymise { .. }) =>
+            {
+                problem(format!(
+                    "`{wanted}` is not a number; only numbers are microaggregated"
+                ));
+            }
+            Some(_) if coarsened.contains(wanted.as_str()) => {
+                problem(format!(
+                    "`{wanted}` cannot be both coarsened and microaggregated"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    (problems.len() == before).then_some(anonymity)
+}
+
+/// Checks one list of steps against the dataset's columns.
+fn validate_steps(
+    rules: &[StepRule],
+    columns: &[Column],
+    problem: &mut impl FnMut(String),
+) -> Vec<Step> {
     let mut steps = Vec::new();
-    for rule in &rules.steps {
+    for rule in rules {
         if rule.columns.is_empty() {
             problem("a step names no column".into());
         }
@@ -197,12 +263,13 @@ pub(crate) fn validate(
             }
         };
         for wanted in &rule.columns {
-            let Some(column) = find(wanted) else {
-                problem(format!("`{wanted}` is not a column of this dataset"));
-                continue;
-            };
-            if let Some(reason) = unfit(column, generalisation) {
-                problem(format!("`{wanted}`: {reason}"));
+            match columns.iter().find(|column| column.name == *wanted) {
+                None => problem(format!("`{wanted}` is not a column of this dataset")),
+                Some(column) => {
+                    if let Some(reason) = unfit(column, generalisation) {
+                        problem(format!("`{wanted}`: {reason}"));
+                    }
+                }
             }
         }
         steps.push(Step {
@@ -210,33 +277,7 @@ pub(crate) fn validate(
             generalisation,
         });
     }
-    let anonymity = Anonymity {
-        k: rules.k,
-        charger_column: charger_column.unwrap_or_default(),
-        steps,
-        microaggregate: rules.microaggregate.clone(),
-    };
-    let quasi = anonymity.quasi_identifiers();
-    for wanted in &rules.microaggregate {
-        match find(wanted) {
-            None => problem(format!("`{wanted}` is not a column of this dataset")),
-            Some(column)
-                if !matches!(column.field.value_type(), ValueType::Float | ValueType::Int)
-                    || matches!(column.action, Action::Pseudonymise { .. }) =>
-            {
-                problem(format!(
-                    "`{wanted}` is not a number; only numbers are microaggregated"
-                ));
-            }
-            Some(_) if quasi.contains(&wanted.as_str()) => {
-                problem(format!(
-                    "`{wanted}` cannot be both coarsened and microaggregated"
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    (problems.len() == before).then_some(anonymity)
+    steps
 }
 
 /// Why a step cannot coarsen this column, if it cannot.

@@ -243,3 +243,69 @@ fn a_kept_string_or_number_without_a_domain_is_refused() {
         );
     }
 }
+
+#[test]
+fn the_shipped_devices_anonymity_names_real_columns_and_paths_per_kind() {
+    let plan = compile(SHIPPED).expect("shipped policy is valid");
+    let anonymity = plan
+        .devices
+        .anonymity
+        .as_ref()
+        .expect("devices/ is anonymised");
+    assert_eq!(anonymity.k, 10);
+    assert_eq!(anonymity.charger_column, "charger_pseudonym");
+    assert_eq!(anonymity.kind_column.as_deref(), Some("kind"));
+    assert_eq!(anonymity.microaggregate, ["session_energy_wh"]);
+    let last = |kind: &str| {
+        anonymity
+            .steps_for(Some(kind))
+            .last()
+            .map(|s| s.columns.clone())
+    };
+    assert_eq!(last("fault"), Some(vec!["charger_firmware".to_owned()]));
+    assert_eq!(
+        last("session_start"),
+        Some(vec!["property_type".to_owned()])
+    );
+    assert_eq!(last("session_stop"), Some(vec!["country".to_owned()]));
+    assert_eq!(last("heartbeat"), Some(vec!["status_state".to_owned()]));
+    let steps = Anonymity::describe_steps(&anonymity.steps);
+    assert_eq!(
+        Anonymity::parse_steps(&steps).as_deref(),
+        Some(anonymity.steps.as_slice())
+    );
+    assert!(plan.history.anonymity.is_none());
+}
+
+#[test]
+fn an_anonymity_section_that_cannot_hold_is_refused_with_every_reason() {
+    let (fields, _) = SHIPPED.split_once("[devices.anonymity]").expect("section");
+    let broken = format!(
+        "{fields}[devices.anonymity]\nk = 1\nsteps = [\n  {{ columns = [\"no_such_column\"] }},\n  {{ columns = [\"country\"], grid = 1.0 }},\n  {{ columns = [\"lat_grid\"], grid = 0.01 }},\n  {{ columns = [\"charger_pseudonym\"] }},\n  {{ columns = [\"lat_grid\"], grid = 1.0, segments = 2 }},\n]\nmicroaggregate = [\"country\", \"lat_grid\"]\n"
+    );
+    let found = problems(&broken).join("\n");
+    for expected in [
+        "k = 1 must be between 2 and 1000",
+        "`no_such_column` is not a column",
+        "`country`: grid applies to numbers",
+        "coarser than the column's",
+        "pseudonyms and timestamps are not profile columns",
+        "give a positive grid, segments >= 1, or neither",
+        "`country` is not a number",
+        "`lat_grid` cannot be both coarsened and microaggregated",
+    ] {
+        assert!(
+            found.contains(expected),
+            "{expected} missing from:\n{found}"
+        );
+    }
+    let on_history = SHIPPED.replace(
+        "[history.fields]",
+        "[history.anonymity]\nk = 10\nsteps = []\n\n[history.fields]",
+    );
+    assert!(
+        problems(&on_history)
+            .join("\n")
+            .contains("k-anonymity applies to devices/")
+    );
+}

@@ -110,11 +110,34 @@ struct Shared {
 
 impl JoinKeys {
     pub(crate) fn of(history: &Table, devices: &Table) -> Result<JoinKeys> {
+        let parse = |text: &String| Anonymity::parse_steps(text);
         let steps = devices
             .metadata
             .get(STEPS_METADATA)
-            .and_then(|text| Anonymity::parse_steps(text))
+            .and_then(parse)
             .unwrap_or_default();
+        let kind_prefix = format!("{STEPS_METADATA}.kind.");
+        let steps_by_kind: HashMap<&str, Vec<Step>> = devices
+            .metadata
+            .iter()
+            .filter_map(|(key, text)| Some((key.strip_prefix(&kind_prefix)?, parse(text)?)))
+            .collect();
+        let history_kinds = match history.column("kind") {
+            Some(column) => optional(column.text()?),
+            None => vec![None; history.rows],
+        };
+        let steps_of = |row: usize| -> &[Step] {
+            history_kinds[row]
+                .as_deref()
+                .and_then(|kind| steps_by_kind.get(kind))
+                .unwrap_or(&steps)
+        };
+        let max_level = steps_by_kind
+            .values()
+            .map(Vec::len)
+            .chain([steps.len()])
+            .max()
+            .unwrap_or(0);
         let micro_names: Vec<&str> = devices
             .metadata
             .get(MICROAGGREGATED_METADATA)
@@ -183,13 +206,18 @@ impl JoinKeys {
         let mut history_parts: Vec<Vec<Option<String>>> =
             shared.iter().map(|s| s.history.clone()).collect();
         let mut candidates = vec![Vec::new(); history.rows];
-        for level in 0..=steps.len() {
-            if level > 0 {
-                coarsen(&mut history_parts, &shared, &steps[level - 1]);
+        for level in 0..=max_level {
+            for row in 0..history.rows {
+                if level > 0 && level <= steps_of(row).len() {
+                    coarsen(&mut history_parts, &shared, &steps_of(row)[level - 1], row);
+                }
             }
             let parts: Vec<&[Option<String>]> = history_parts.iter().map(Vec::as_slice).collect();
             let level_text = level.to_string();
             for (row, found) in candidates.iter_mut().enumerate() {
+                if level > steps_of(row).len() {
+                    continue;
+                }
                 let other = key(&parts, row, &level_text);
                 let full = if micro.is_empty() {
                     Some(other)
@@ -209,13 +237,11 @@ impl JoinKeys {
     }
 }
 
-/// Takes one coarsening step on the history side's parts.
-fn coarsen(parts: &mut [Vec<Option<String>>], shared: &[Shared], step: &Step) {
+/// Takes one coarsening step on one history row's parts.
+fn coarsen(parts: &mut [Vec<Option<String>>], shared: &[Shared], step: &Step, row: usize) {
     for (column, values) in shared.iter().zip(parts.iter_mut()) {
         if step.columns.contains(&column.name) {
-            for value in values.iter_mut() {
-                *value = step.generalisation.apply(value.as_deref());
-            }
+            values[row] = step.generalisation.apply(values[row].as_deref());
         }
     }
 }
