@@ -1,8 +1,6 @@
 //! `delink risk`: the adversary's attacks on a data directory, against limits.
 
-use std::path::Path;
-
-use crate::util::{Input, delink, run_ok};
+use crate::util::{Input, delink, risk, run_ok};
 
 const SHIPPED: &str = include_str!("../config/policy.toml");
 
@@ -25,17 +23,6 @@ fn weak_policy() -> String {
             r#""session.started_at" = "drop""#,
             r#""session.started_at" = { action = "generalise", truncate = "minute" }"#,
         )
-}
-
-fn risk(data: &Path) -> (i32, serde_json::Value, String) {
-    let output = delink()
-        .args(["risk", "--json"])
-        .arg(data)
-        .output()
-        .expect("risk runs");
-    let report = serde_json::from_slice(&output.stdout).expect("a JSON report");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.code().unwrap_or(-1), report, stderr)
 }
 
 #[test]

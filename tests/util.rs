@@ -52,6 +52,18 @@ pub(crate) fn run_ok(command: &mut Command) -> Output {
     output
 }
 
+/// Runs `delink risk --json` on `data`: exit code, report, stderr.
+pub(crate) fn risk(data: &Path) -> (i32, serde_json::Value, String) {
+    let output = delink()
+        .args(["risk", "--json"])
+        .arg(data)
+        .output()
+        .expect("risk runs");
+    let report = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), report, stderr)
+}
+
 /// Generated input: the lines, what each was meant to be, and the file holding them.
 pub(crate) struct Input {
     pub(crate) lines: Vec<Generated>,

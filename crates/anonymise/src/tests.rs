@@ -80,6 +80,11 @@ fn batch(rows: &[Row]) -> RecordBatch {
     .expect("rows follow the schema")
 }
 
+fn run(input: &RecordBatch, anonymity: &Anonymity) -> (RecordBatch, crate::Outcome) {
+    let published = published_schema(&input.schema(), Some(anonymity));
+    anonymise(input, anonymity, &published).expect("anonymised")
+}
+
 /// A fleet: a big town of many chargers, and a few rare households.
 fn fleet() -> Vec<Row> {
     let mut rows = Vec::new();
@@ -159,12 +164,7 @@ fn published(batch: &RecordBatch) -> Vec<(Profile, String)> {
 fn every_published_profile_has_k_chargers_and_rare_ones_are_coarsened_only_as_far_as_needed() {
     let input = batch(&fleet());
     let anonymity = anonymity();
-    let (output, outcome) = anonymise(
-        &input,
-        &anonymity,
-        &published_schema(&input.schema(), Some(&anonymity)),
-    )
-    .expect("anonymised");
+    let (output, outcome) = run(&input, &anonymity);
     let rows = published(&output);
     let kinds = crate::columns::text(output.column_by_name("kind").expect("kind")).expect("text");
     let mut members: HashMap<_, HashSet<String>> = HashMap::new();
@@ -242,12 +242,7 @@ fn published_original(
 fn numbers_take_the_mean_of_k_chargers_and_their_sum_is_kept() {
     let input = batch(&fleet());
     let anonymity = anonymity();
-    let (output, outcome) = anonymise(
-        &input,
-        &anonymity,
-        &published_schema(&input.schema(), Some(&anonymity)),
-    )
-    .expect("anonymised");
+    let (output, outcome) = run(&input, &anonymity);
     let energy = |batch: &RecordBatch| -> Vec<Option<f64>> {
         batch
             .column_by_name("energy")
@@ -300,12 +295,7 @@ fn a_fleet_where_every_profile_has_k_chargers_is_left_as_it_is() {
     let input = batch(&rows);
     let mut anonymity = anonymity();
     anonymity.microaggregate.clear();
-    let (output, outcome) = anonymise(
-        &input,
-        &anonymity,
-        &published_schema(&input.schema(), Some(&anonymity)),
-    )
-    .expect("anonymised");
+    let (output, outcome) = run(&input, &anonymity);
     for index in 0..input.num_columns() {
         assert_eq!(input.column(index), output.column(index));
     }
