@@ -14,7 +14,7 @@
 //!   on every other published column, by the mean of a cluster of at least
 //!   `k` chargers with neighbouring values: no value singles out a row, and
 //!   sums over any grouping of published columns stay exact. Numbers that
-//!   cannot find `k` such chargers are withheld (null) and counted.
+//!   cannot find `k` such chargers are withheld (null) and counted by column.
 //!
 //! A group spans one file (one day of one segment); the same profile across
 //! files only has more chargers, so the guarantee holds for the whole day.
@@ -83,8 +83,8 @@ pub struct Outcome {
     pub rows_by_level: Vec<u64>,
     /// Rows whose profile has fewer than k chargers even after every step.
     pub rows_below_k: u64,
-    /// Rows whose microaggregated numbers were withheld for want of k chargers to share a mean with.
-    pub numbers_below_k: u64,
+    /// Numbers withheld for want of k chargers to share a mean with, by column.
+    pub numbers_withheld: BTreeMap<String, u64>,
 }
 
 impl Outcome {
@@ -97,7 +97,9 @@ impl Outcome {
             *total += rows;
         }
         self.rows_below_k += other.rows_below_k;
-        self.numbers_below_k += other.numbers_below_k;
+        for (column, count) in &other.numbers_withheld {
+            *self.numbers_withheld.entry(column.clone()).or_default() += count;
+        }
     }
 }
 
@@ -144,7 +146,7 @@ fn anonymise_with(
     let chargers = charger_codes(column(batch, &anonymity.charger_column)?)?;
     let mut profile = profile::Profile::read(batch, anonymity, steps)?;
     let (levels, rows_below_k) = profile.assign_levels(&chargers, steps.len(), anonymity.k);
-    let (micro, numbers_below_k) = micro::microaggregate(batch, anonymity, &profile, &chargers)?;
+    let (micro, numbers_withheld) = micro::microaggregate(batch, anonymity, &profile, &chargers)?;
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 1);
     for (index, field) in batch.schema().fields().iter().enumerate() {
         let original = batch.column(index);
@@ -166,7 +168,7 @@ fn anonymise_with(
     let outcome = Outcome {
         rows_by_level,
         rows_below_k,
-        numbers_below_k,
+        numbers_withheld,
     };
     Ok((RecordBatch::try_new(published.clone(), arrays)?, outcome))
 }

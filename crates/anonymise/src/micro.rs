@@ -2,7 +2,7 @@
 //! `k` chargers whose rows agree on every other published column; numbers
 //! that cannot find `k` such chargers are withheld.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -13,16 +13,20 @@ use delink_policy::Anonymity;
 
 use crate::profile::Profile;
 
-/// The microaggregated columns by name, and how many rows had their numbers
+/// Microaggregated columns by name, and per column the numbers withheld.
+type Aggregated = (HashMap<String, ArrayRef>, BTreeMap<String, u64>);
+
+/// The microaggregated columns by name, and per column how many numbers were
 /// withheld for want of `k` chargers.
 pub(crate) fn microaggregate(
     batch: &RecordBatch,
     anonymity: &Anonymity,
     profile: &Profile,
     chargers: &[u32],
-) -> Result<(HashMap<String, ArrayRef>, u64), ArrowError> {
+) -> Result<Aggregated, ArrowError> {
+    let mut withheld = BTreeMap::new();
     if anonymity.microaggregate.is_empty() {
-        return Ok((HashMap::new(), 0));
+        return Ok((HashMap::new(), withheld));
     }
     let numbers: Vec<Vec<Option<f64>>> = anonymity
         .microaggregate
@@ -52,14 +56,20 @@ pub(crate) fn microaggregate(
             .then(a.cmp(b))
     });
     let mut aggregated = numbers.clone();
-    let mut below_k = 0;
     for subgroup in rows.chunk_by(|a, b| same_subgroup(*a, *b)) {
         for cluster in clusters(subgroup, chargers, anonymity.k) {
             if cluster_chargers(cluster, chargers) < anonymity.k {
                 // Too few chargers to share a mean with: the numbers are withheld.
-                below_k += cluster.len() as u64;
-                for out in &mut aggregated {
+                for ((name, column), out) in anonymity
+                    .microaggregate
+                    .iter()
+                    .zip(&numbers)
+                    .zip(&mut aggregated)
+                {
                     for row in cluster {
+                        if column[*row].is_some() {
+                            *withheld.entry(name.clone()).or_default() += 1;
+                        }
                         out[*row] = None;
                     }
                 }
@@ -91,7 +101,7 @@ pub(crate) fn microaggregate(
         };
         columns.insert(name.clone(), array);
     }
-    Ok((columns, below_k))
+    Ok((columns, withheld))
 }
 
 /// Cuts ordered rows into runs of at least `k` distinct chargers; a short

@@ -281,7 +281,11 @@ fn numbers_take_the_mean_of_k_chargers_and_their_sum_is_kept() {
         after[51], before[51],
         "the rare session's energy is not published"
     );
-    assert_eq!(outcome.numbers_below_k, 0);
+    assert!(
+        outcome.numbers_withheld.is_empty(),
+        "{:?}",
+        outcome.numbers_withheld
+    );
 }
 
 #[test]
@@ -300,4 +304,31 @@ fn a_fleet_where_every_profile_has_k_chargers_is_left_as_it_is() {
         assert_eq!(input.column(index), output.column(index));
     }
     assert_eq!(outcome.rows_below_k, 0);
+}
+
+#[test]
+fn a_day_with_fewer_than_k_chargers_publishes_no_profile_and_no_number() {
+    let rows: Vec<Row> = ["a", "b"]
+        .iter()
+        .map(|charger| {
+            let row: Row = (
+                charger.to_string(),
+                "session_stop",
+                Some("DE"),
+                Some(52.3),
+                "2.4.1",
+                Some(7000.0),
+            );
+            row
+        })
+        .collect();
+    let input = batch(&rows);
+    let (output, outcome) = run(&input, &anonymity());
+    for (profile, _) in published(&output) {
+        assert_eq!(profile, (5, None, None, None));
+    }
+    let energy = output.column_by_name("energy").expect("energy");
+    assert_eq!(energy.null_count(), 2, "both energies withheld");
+    assert_eq!(outcome.rows_below_k, 2);
+    assert_eq!(outcome.numbers_withheld.get("energy"), Some(&2));
 }

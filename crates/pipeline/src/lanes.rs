@@ -15,7 +15,7 @@ use delink_anonymise::anonymise;
 use delink_datadir::{date_partition, format_day};
 use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, SegmentId};
-use delink_policy::Anonymity;
+use delink_policy::{Anonymity, Withheld};
 use delink_sink_parquet::{PartitionedWriter, SegmentFiles};
 use delink_telemetry::{Metrics, Output};
 
@@ -275,6 +275,21 @@ fn write_anonymised(
         let (anonymised, outcome) = anonymise(&rows, anonymity, published)?;
         open.devices.write(&date_partition(day), &anonymised)?;
         metrics.count_profiles(&outcome.rows_by_level, outcome.rows_below_k);
+        for (column, count) in &outcome.numbers_withheld {
+            let field = published
+                .field_with_name(column)
+                .ok()
+                .and_then(|field| field.metadata().get("delink.source"))
+                .map_or("", String::as_str);
+            metrics
+                .values_withheld
+                .with_label_values(&[
+                    Dataset::Devices.as_str(),
+                    field,
+                    Withheld::FewerThanK.as_str(),
+                ])
+                .inc_by(*count);
+        }
     }
     Ok(())
 }

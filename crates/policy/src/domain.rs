@@ -68,15 +68,18 @@ pub enum Withheld {
     NoMatch,
     /// Not a finite number within the range.
     OutOfRange,
+    /// A microaggregated number without `k` chargers to share a mean with.
+    FewerThanK,
 }
 
 impl Withheld {
     /// Every reason, in a fixed order.
-    pub const ALL: [Withheld; 4] = [
+    pub const ALL: [Withheld; 5] = [
         Withheld::NotInVocabulary,
         Withheld::TooLong,
         Withheld::NoMatch,
         Withheld::OutOfRange,
+        Withheld::FewerThanK,
     ];
 
     /// Returns the label used in metrics and the run summary.
@@ -86,6 +89,7 @@ impl Withheld {
             Withheld::TooLong => "too_long",
             Withheld::NoMatch => "no_match",
             Withheld::OutOfRange => "out_of_range",
+            Withheld::FewerThanK => "fewer_than_k",
         }
     }
 
