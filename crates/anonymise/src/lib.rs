@@ -26,7 +26,8 @@ mod profile;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, UInt8Array, UInt32Array};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt8Array, UInt32Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
@@ -105,8 +106,24 @@ impl Outcome {
 
 /// Anonymises one day's rows (built with `batch`'s schema) into `published`
 /// (from [`published_schema`]). With steps by kind, each kind's rows are
-/// anonymised apart (the kind is part of every profile) and written kind by kind.
+/// anonymised apart (the kind is part of every profile).
+///
+/// The rows come out ordered by their pseudonyms (charger first), never in
+/// input order: `history/` keeps input order, so a shared order would line
+/// the two datasets up row by row.
 pub fn anonymise(
+    batch: &RecordBatch,
+    anonymity: &Anonymity,
+    published: &SchemaRef,
+) -> Result<(RecordBatch, Outcome), ArrowError> {
+    let (rows, outcome) = anonymise_by_kind(batch, anonymity, published)?;
+    Ok((
+        order_by_pseudonyms(&rows, &anonymity.charger_column)?,
+        outcome,
+    ))
+}
+
+fn anonymise_by_kind(
     batch: &RecordBatch,
     anonymity: &Anonymity,
     published: &SchemaRef,
@@ -171,6 +188,38 @@ fn anonymise_with(
         numbers_withheld,
     };
     Ok((RecordBatch::try_new(published.clone(), arrays)?, outcome))
+}
+
+/// Sorts rows by the charger pseudonym, then by every other string pseudonym
+/// column (keyed hashes: an order that tells nothing of the input's).
+fn order_by_pseudonyms(
+    batch: &RecordBatch,
+    charger_column: &str,
+) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let mut keys: Vec<&StringArray> = Vec::new();
+    let charger = column(batch, charger_column)?;
+    keys.extend(charger.as_string_opt::<i32>());
+    for (index, field) in schema.fields().iter().enumerate() {
+        let pseudonym = field
+            .metadata()
+            .get("delink.action")
+            .is_some_and(|action| action.starts_with("pseudonymise"));
+        if pseudonym && field.name() != charger_column {
+            keys.extend(batch.column(index).as_string_opt::<i32>());
+        }
+    }
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_by(|a, b| {
+        keys.iter()
+            .map(|key| {
+                let value = |row: u32| key.is_valid(row as usize).then(|| key.value(row as usize));
+                value(*a).cmp(&value(*b))
+            })
+            .find(|order| order.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    take_record_batch(batch, &UInt32Array::from(order))
 }
 
 /// Each row's charger as a small number (equal pseudonyms, equal numbers).

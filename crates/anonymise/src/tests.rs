@@ -196,9 +196,10 @@ fn every_published_profile_has_k_chargers_and_rare_ones_are_coarsened_only_as_fa
         }
     }
     // Every published value is the row's own, coarsened by exactly its level's steps.
+    // Each fixture charger has one profile as written: compare by charger (rows are reordered).
     let original = published_original(&input);
-    for (row, (profile, _)) in rows.iter().enumerate() {
-        let mut expected = original[row].clone();
+    for (row, (profile, charger)) in rows.iter().enumerate() {
+        let mut expected = original[charger].clone();
         for step in &anonymity.steps[..usize::from(profile.0)] {
             for (name, value) in [
                 ("country", &mut expected.0),
@@ -219,21 +220,23 @@ fn every_published_profile_has_k_chargers_and_rare_ones_are_coarsened_only_as_fa
     assert_eq!(outcome.rows_by_level.iter().sum::<u64>(), 53);
 }
 
-/// (country, lat, firmware) of each input row, in the order the output keeps.
+/// (country, lat, firmware) of each input charger.
 fn published_original(
     input: &RecordBatch,
-) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+) -> HashMap<String, (Option<String>, Option<String>, Option<String>)> {
     let text = |name: &str| {
         crate::columns::text(input.column_by_name(name).expect("column")).expect("text")
     };
     let (country, lat, firmware) = (text("country"), text("lat"), text("firmware"));
+    let chargers = text("charger");
     (0..input.num_rows())
         .map(|row| {
-            (
+            let profile = (
                 country[row].clone(),
                 lat[row].clone(),
                 firmware[row].clone(),
-            )
+            );
+            (chargers[row].clone().expect("charger"), profile)
         })
         .collect()
 }
@@ -261,8 +264,13 @@ fn numbers_take_the_mean_of_k_chargers_and_their_sum_is_kept() {
     let chargers =
         crate::columns::text(output.column_by_name("charger").expect("charger")).expect("text");
     let mut holders: HashMap<String, HashSet<String>> = HashMap::new();
+    let nulls = |values: &[Option<f64>]| values.iter().filter(|v| v.is_none()).count();
+    assert_eq!(
+        nulls(&before),
+        nulls(&after),
+        "nulls stay null, no number is withheld"
+    );
     for row in 0..output.num_rows() {
-        assert_eq!(before[row].is_none(), after[row].is_none(), "row {row}");
         if let Some(value) = after[row] {
             holders
                 .entry(format!("{value}"))
@@ -277,8 +285,9 @@ fn numbers_take_the_mean_of_k_chargers_and_their_sum_is_kept() {
         holders.len() >= 3,
         "neighbouring values share means: {holders:?}"
     );
-    assert_ne!(
-        after[51], before[51],
+    assert_eq!(before[51], Some(99_000.0));
+    assert!(
+        !after.contains(&Some(99_000.0)),
         "the rare session's energy is not published"
     );
     assert!(
@@ -296,6 +305,9 @@ fn a_fleet_where_every_profile_has_k_chargers_is_left_as_it_is() {
         .take(48)
         .map(|row| (row.0, row.1, row.2, row.3, row.4, None))
         .collect();
+    // Written in the order the output keeps: by charger pseudonym.
+    let mut rows = rows;
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
     let input = batch(&rows);
     let mut anonymity = anonymity();
     anonymity.microaggregate.clear();
@@ -331,4 +343,18 @@ fn a_day_with_fewer_than_k_chargers_publishes_no_profile_and_no_number() {
     assert_eq!(energy.null_count(), 2, "both energies withheld");
     assert_eq!(outcome.rows_below_k, 2);
     assert_eq!(outcome.numbers_withheld.get("energy"), Some(&2));
+}
+
+#[test]
+fn rows_come_out_ordered_by_their_charger_pseudonym_not_in_input_order() {
+    // Input order interleaves the chargers; the output must not keep it.
+    let mut rows = fleet();
+    rows.reverse();
+    let input = batch(&rows);
+    let (output, _) = run(&input, &anonymity());
+    let chargers: Vec<String> = published(&output).into_iter().map(|(_, c)| c).collect();
+    let mut sorted = chargers.clone();
+    sorted.sort();
+    assert_eq!(chargers, sorted);
+    assert_eq!(output.num_rows(), input.num_rows());
 }
