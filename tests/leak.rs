@@ -320,3 +320,67 @@ fn personal_data_in_kept_strings_and_in_field_names_reaches_no_output_log_metric
         summary["unknown_fields"]
     );
 }
+
+#[test]
+fn json_logs_parse_line_by_line_name_no_identifier_and_limit_per_record_warnings() {
+    let input = &two_runs().input;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let output = crate::util::run_ok(
+        crate::util::delink()
+            .args(["--log-format", "json", "run", "--progress", "always"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg(&input.path)
+            .env("RUST_LOG", "debug"),
+    );
+    let elapsed = started.elapsed().as_secs();
+    let stderr = String::from_utf8(output.stderr).expect("utf-8 logs");
+    let mut events = Vec::new();
+    for line in stderr.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
+        assert!(event["level"].is_string() && event["timestamp"].is_string());
+        events.push(event);
+    }
+    let message =
+        |event: &serde_json::Value| event["fields"]["message"].as_str().map(str::to_owned);
+    assert!(
+        events
+            .iter()
+            .any(|event| message(event).is_some_and(|m| m.starts_with("progress: "))),
+        "progress lines are log events"
+    );
+    let quarantined: Vec<_> = events
+        .iter()
+        .filter(|event| message(event).as_deref() == Some("record quarantined"))
+        .collect();
+    let bad_lines = input
+        .lines
+        .iter()
+        .filter(|line| !matches!(line.truth, delink_synth::Truth::Valid { .. }))
+        .count();
+    assert!(bad_lines > 500, "{bad_lines} bad lines");
+    assert!(!quarantined.is_empty(), "quarantined records are logged");
+    // 20 per 10 s window: far fewer warnings than rejected records.
+    let allowed = 20 * (elapsed as usize / 10 + 1);
+    assert!(
+        quarantined.len() <= allowed,
+        "{} warnings in {elapsed} s",
+        quarantined.len()
+    );
+    for event in &quarantined {
+        let fields = &event["fields"];
+        assert!(fields["reason"].is_string() && fields["position"].is_u64());
+    }
+
+    let identifiers = raw_identifiers();
+    let patterns = searchable(&identifiers);
+    let matcher = AhoCorasick::new(&patterns).expect("matcher");
+    if let Some(hit) = matcher.find(&stderr) {
+        panic!(
+            "the JSON log holds {:?}",
+            patterns[hit.pattern().as_usize()]
+        );
+    }
+}

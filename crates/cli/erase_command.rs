@@ -118,10 +118,12 @@ pub(crate) fn run(args: EraseArgs) -> Result<()> {
     if !args.no_wait {
         let wait = report.effective_at - chrono::Utc::now().timestamp();
         if wait > 0 {
-            eprintln!("waiting {wait} s until the erasure is effective everywhere…");
+            crate::logging::status(format_args!(
+                "waiting {wait} s until the erasure is effective everywhere…"
+            ));
             std::thread::sleep(Duration::from_secs(wait.unsigned_abs()));
         }
-        eprintln!("erasure {} is effective", report.request_id);
+        crate::logging::status(format_args!("erasure {} is effective", report.request_id));
     }
     Ok(())
 }

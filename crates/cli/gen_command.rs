@@ -64,12 +64,12 @@ pub(crate) fn run(args: GenArgs) -> anyhow::Result<()> {
             write_ndjson(config, &mut out)?
         }
     };
-    eprintln!(
+    crate::logging::status(format_args!(
         "generated {} observations ({} valid, {} broken, {:.1} MB)",
         summary.lines,
         summary.valid,
         summary.broken,
         summary.bytes as f64 / 1e6
-    );
+    ));
     Ok(())
 }

@@ -175,14 +175,14 @@ pub(crate) fn produce(synth: SynthConfig, args: &KafkaArgs) -> anyhow::Result<()
     let failed = reports.failed.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
     let partitions = partitions.map_or_else(String::new, |count| format!(" ({count} partitions)"));
-    eprintln!(
+    crate::logging::status(format_args!(
         "generated {} observations ({} valid, {} broken, {:.1} MB) for topic {topic}{partitions} in {seconds:.1} s ({:.0}/s): {delivered} delivered, {failed} failed",
         summary.lines,
         summary.valid,
         summary.broken,
         (summary.bytes - summary.lines) as f64 / 1e6,
         summary.lines as f64 / seconds,
-    );
+    ));
     if failed > 0 || delivered != summary.lines {
         let cause = reports.first_error().map_or_else(
             || "no delivery report".to_owned(),
@@ -218,9 +218,9 @@ fn prepare_topic(
         .map(|found| found.partitions().len());
     match (existing, partitions) {
         (Some(count), Some(wanted)) if usize::try_from(wanted) != Ok(count) => {
-            eprintln!(
+            crate::logging::status(format_args!(
                 "note: topic {topic} exists with {count} partitions; --partitions {wanted} is not applied"
-            );
+            ));
             Ok(Some(count))
         }
         (Some(count), _) => Ok(Some(count)),
@@ -229,9 +229,9 @@ fn prepare_topic(
             Ok(usize::try_from(wanted).ok())
         }
         (None, None) => {
-            eprintln!(
+            crate::logging::status(format_args!(
                 "note: topic {topic} does not exist; brokers that auto-create topics create it on the first record (--partitions creates it first)"
-            );
+            ));
             Ok(None)
         }
     }
@@ -331,12 +331,12 @@ impl ProgressLine {
         }
         self.next = now + self.every;
         let seconds = now.duration_since(self.started).as_secs_f64().max(1e-9);
-        eprintln!(
+        crate::logging::status(format_args!(
             "progress: {produced} records produced ({:.0}/s), {} delivered, {} failed",
             produced as f64 / seconds,
             reports.delivered.load(Ordering::Relaxed),
             reports.failed.load(Ordering::Relaxed),
-        );
+        ));
     }
 }
 

@@ -6,6 +6,7 @@ mod gen_command;
 mod kafka_load;
 mod kafka_source;
 mod keys_command;
+mod logging;
 mod quarantine_command;
 mod retention_command;
 mod risk_command;
@@ -29,6 +30,15 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format on stderr (level from `RUST_LOG`, default `info`).
+    #[arg(
+        long,
+        global = true,
+        env = "DELINK_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -69,15 +79,7 @@ struct ConfigArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: a log file gets no escape codes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    logging::init(cli.log_format);
     let outcome = match cli.command {
         Command::Run(args) => run_command::run(args),
         Command::Gen(args) => gen_command::run(args),
@@ -92,7 +94,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            crate::logging::fatal(&error);
             if error.is::<risk_command::LimitsExceeded>() {
                 ExitCode::from(5)
             } else {

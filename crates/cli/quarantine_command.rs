@@ -82,10 +82,10 @@ pub(crate) fn run(args: QuarantineArgs) -> anyhow::Result<()> {
                 .iter()
                 .filter(|r| r.record_bytes > r.bytes.len() as u64)
                 .count();
-            eprintln!(
+            crate::logging::status(format_args!(
                 "exported {} quarantined records of {date} in clear ({cut} cut at quarantine.keep_bytes); they hold personal data: delete them after use",
                 records.len()
-            );
+            ));
             Ok(())
         }
     }

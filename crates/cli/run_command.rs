@@ -94,10 +94,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|listen| AdminServer::start(listen, Arc::clone(&metrics), pipeline.health()))
         .transpose()?;
     if let Some(admin) = &admin {
-        eprintln!(
+        crate::logging::status(format_args!(
             "admin: serving /metrics, /healthz and /readyz on http://{}",
             admin.local_addr()
-        );
+        ));
     }
     // A terminal gets a line a second; a log (a Kubernetes pod, say) one every ten.
     let progress_every = match args.progress.as_str() {
@@ -126,7 +126,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             progress.input_bytes,
         );
         if let Some(status) = &kafka_status {
-            eprintln!(
+            crate::logging::status(format_args!(
                 "progress: {} observations ({rate:.0}/s, {megabytes_rate:.1} MB/s), lag {} in {} partitions, published: history {}, devices {}; quarantined {}",
                 progress.records,
                 status.total_lag(),
@@ -134,17 +134,17 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
                 progress.history_rows,
                 progress.devices_rows,
                 progress.quarantined(),
-            );
+            ));
             return;
         }
-        eprintln!(
+        crate::logging::status(format_args!(
             "progress: {} observations ({rate:.0}/s), {:.1} MB read, published: history {}, devices {}; quarantined {}",
             progress.records,
             progress.input_bytes as f64 / 1e6,
             progress.history_rows,
             progress.devices_rows,
             progress.quarantined(),
-        );
+        ));
     };
     let summary = match kafka.as_mut() {
         Some(source) => pipeline.run(source, &mut on_progress)?,

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -10,6 +11,7 @@ use delink_decode::{DecodeLimits, decode};
 use delink_keystore::{EntityKey, KeyStore, Result};
 use delink_model::{Dataset, Field, LaneId, Rejection, RejectionReason, SegmentId};
 use delink_policy::{Plan, Withheld};
+use delink_telemetry::LogLimit;
 use delink_transform::DatasetBatchBuilder;
 
 use crate::dispatch::Work;
@@ -146,6 +148,7 @@ fn transform_batch(
             Err(_) if batch.already_published => continue,
             Err(rejection) => {
                 *rejected.entry(rejection.reason).or_insert(0) += 1;
+                warn_rejected(&batch.segment.source, record.position, &rejection);
                 let sealer = match &sealer {
                     Some(sealer) => sealer,
                     None => sealer.insert(
@@ -243,6 +246,23 @@ fn transform_batch(
         unknown_fields,
         withheld,
     })
+}
+
+/// Per-record warnings: a burst of 20 per 10 s across all workers, then a count.
+static REJECTION_WARNINGS: LogLimit = LogLimit::new(20, Duration::from_secs(10));
+
+/// Logs a quarantined record by where it is and why, never by what it holds.
+fn warn_rejected(source: &str, position: u64, rejection: &Rejection) {
+    if let Some(admitted) = REJECTION_WARNINGS.admit() {
+        tracing::warn!(
+            source,
+            position,
+            reason = rejection.reason.as_str(),
+            field = rejection.field.unwrap_or("-"),
+            suppressed_before = admitted.suppressed_before,
+            "record quarantined"
+        );
+    }
 }
 
 /// Digests an observation id for replay detection (128 bits: collisions are negligible).

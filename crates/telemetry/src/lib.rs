@@ -23,11 +23,13 @@ mod admin;
 mod documentation_tests;
 mod error;
 mod health;
+mod log_limit;
 mod metrics;
 
 pub use admin::{AdminServer, LIVENESS_PATH, METRICS_PATH, READINESS_PATH};
 pub use error::{Error, Result};
 pub use health::Health;
+pub use log_limit::{Admitted, LogLimit};
 pub use metrics::{
     BUILD_VERSION, KeystoreOperation, MAX_UNKNOWN_FIELD_LABELS, MetricName, Metrics, NAMESPACE,
     OTHER_FIELD_LABEL, Output, RebalanceEvent,
