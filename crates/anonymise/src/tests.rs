@@ -220,10 +220,11 @@ fn every_published_profile_has_k_chargers_and_rare_ones_are_coarsened_only_as_fa
     assert_eq!(outcome.rows_by_level.iter().sum::<u64>(), 53);
 }
 
-/// (country, lat, firmware) of each input charger.
-fn published_original(
-    input: &RecordBatch,
-) -> HashMap<String, (Option<String>, Option<String>, Option<String>)> {
+/// (country, lat, firmware) of a charger.
+type ChargerProfile = (Option<String>, Option<String>, Option<String>);
+
+/// The profile of each input charger.
+fn published_original(input: &RecordBatch) -> HashMap<String, ChargerProfile> {
     let text = |name: &str| {
         crate::columns::text(input.column_by_name(name).expect("column")).expect("text")
     };
