@@ -26,10 +26,13 @@ pub fn load(
         None => Table::new(),
     };
     let mut keyring_dirs = [None, None, None];
+    // (dotted key, variable) of each environment override, to name it in errors.
+    let mut overridden = Vec::new();
     for (name, raw) in environment {
         if let Some(path) = name.strip_prefix(ENV_PREFIX) {
             let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
             set(&mut table, &keys, scalar(&raw));
+            overridden.push((keys.join("."), name.clone()));
         }
         let slot = match name.as_str() {
             crate::KEYRING_DIR_ENV => 0,
@@ -46,10 +49,16 @@ pub fn load(
         .map(PathBuf::from)
         .or_else(|| xdg.map(|dir| Path::new(&dir).join("delink").join("keyrings")))
         .or_else(|| home.map(|dir| Path::new(&dir).join(".config/delink/keyrings")));
-    let mut config: Config = Value::Table(table)
-        .try_into()
-        .map_err(|error: toml::de::Error| ConfigError {
-            problems: vec![format!("configuration does not fit: {}", error.message())],
+    let mut config: Config =
+        serde_path_to_error::deserialize(Value::Table(table)).map_err(|error| {
+            let key = error.path().to_string();
+            let origin = match overridden.iter().find(|(path, _)| *path == key) {
+                Some((_, variable)) => format!(" (set by {variable})"),
+                None => file.map_or_else(String::new, |path| format!(" (in {})", path.display())),
+            };
+            ConfigError {
+                problems: vec![format!("{key}{origin}: {}", error.inner().message())],
+            }
         })?;
     config.keyring_dir = keyring_dir;
     config.validate()?;

@@ -229,3 +229,26 @@ fn the_default_keyring_lives_outside_the_data_directory_one_per_directory() {
     assert_eq!(a.kek_file(), first.join("keys/kek"));
     assert!(a.kek_inside_data_dir());
 }
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_key_and_where_it_was_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("delink.toml");
+    std::fs::write(&path, "[output]\nzstd_level = \"high\"\n").expect("write");
+    let error = load(Some(&path), env(&[])).expect_err("a string level");
+    let text = error.to_string();
+    assert!(text.contains("output.zstd_level"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("expected i32"), "{text}");
+
+    let error =
+        load(None, env(&[("DELINK__INPUT__BATCH_RECORDS", "many")])).expect_err("a string");
+    let text = error.to_string();
+    assert!(
+        text.contains("input.batch_records (set by DELINK__INPUT__BATCH_RECORDS)"),
+        "{text}"
+    );
+
+    let error = load(None, env(&[("DELINK__KAFKA__TOPICS", "[1, 2]")])).expect_err("numbers");
+    assert!(error.to_string().contains("kafka.topics"), "{error}");
+}
