@@ -7,6 +7,7 @@ mod broker;
 mod util;
 
 mod cli;
+mod config_check;
 mod crash;
 mod delinking;
 mod erasure;

@@ -60,7 +60,7 @@ pub(crate) fn dead_letters(
     Ok(Some(Arc::new(producer)))
 }
 
-fn kafka_options(config: &Config) -> KafkaOptions {
+pub(crate) fn kafka_options(config: &Config) -> KafkaOptions {
     let kafka = &config.kafka;
     KafkaOptions {
         brokers: kafka.brokers.clone(),

@@ -1,5 +1,6 @@
 //! The `delink` command: thin glue over `delink-pipeline` and `delink-synth`.
 
+mod config_command;
 mod erase_command;
 mod export_command;
 mod gen_command;
@@ -49,6 +50,8 @@ enum Command {
     Gen(gen_command::GenArgs),
     /// Checks the configuration and policy without touching data, and prints the output columns.
     Validate(validate_command::ValidateArgs),
+    /// Checks a deployment: configuration, policy, and a side-effect-free connection to what they name.
+    Config(config_command::ConfigCommandArgs),
     /// Inspects the quarantine: counts by reason, or decrypts a day's records for replay.
     Quarantine(quarantine_command::QuarantineArgs),
     /// Erases subjects, installations or devices by deleting their keys (crypto-shredding).
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_command::run(args),
         Command::Gen(args) => gen_command::run(args),
         Command::Validate(args) => validate_command::run(args),
+        Command::Config(args) => config_command::run(args),
         Command::Quarantine(args) => quarantine_command::run(args),
         Command::Erase(args) => erase_command::run(args),
         Command::Keys(args) => keys_command::run(args),

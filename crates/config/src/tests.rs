@@ -241,8 +241,7 @@ fn a_value_of_the_wrong_type_names_its_key_and_where_it_was_set() {
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(text.contains("expected i32"), "{text}");
 
-    let error =
-        load(None, env(&[("DELINK__INPUT__BATCH_RECORDS", "many")])).expect_err("a string");
+    let error = load(None, env(&[("DELINK__INPUT__BATCH_RECORDS", "many")])).expect_err("a string");
     let text = error.to_string();
     assert!(
         text.contains("input.batch_records (set by DELINK__INPUT__BATCH_RECORDS)"),

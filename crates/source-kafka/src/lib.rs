@@ -39,6 +39,7 @@ mod dead_letter;
 mod error;
 mod lane;
 mod options;
+mod probe;
 mod shared;
 
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,7 @@ pub use consumer::RESERVED_PROPERTIES;
 pub use dead_letter::KafkaDeadLetters;
 pub use error::{Error, Result};
 pub use options::{KafkaOptions, LaneLimits, is_sensitive_property};
+pub use probe::{TopicProbe, probe_topics};
 pub use shared::KafkaStatus;
 
 use crate::consumer::{KafkaContext, client_config, lock};
