@@ -41,54 +41,68 @@ pub(crate) fn publish_segments(
 ) -> Result<()> {
     for segment in segments {
         let timer = metrics.publish_duration.start_timer();
-        // Before anything is visible: a published position implies its dead letters arrived.
-        if let Some(destination) = dead_letters {
-            destination
-                .flush()
-                .map_err(|error| anyhow!(error))
-                .context("dead letters were not delivered; the segment is not published")?;
-        }
-        metrics.count_keystore_operations(KeystoreOperation::Sync, 1);
-        store
-            .sync()
-            .inspect_err(|_| {
-                metrics.count_keystore_error(KeystoreOperation::Sync);
-            })
-            .context("cannot make new keys durable; the segment is not published")?;
-        let range = SegmentRange {
-            first: segment.segment.first_position,
-            end: segment.end_position,
-        };
-        let checkpoint = segment
-            .resumable
-            .then(|| CheckpointFile::new(layout, &segment.segment.source))
-            .transpose()?;
-        if let Some(checkpoint) = &checkpoint {
-            checkpoint.begin(range)?;
-        }
-        let (outputs, files): (Vec<Output>, Vec<SealedFile>) = segment.files.into_iter().unzip();
-        publish(&files)?;
-        if let Some(checkpoint) = &checkpoint {
-            checkpoint.finish(range)?;
-        }
-        for (output, file) in outputs.iter().zip(&files) {
-            metrics.count_published_file(*output, file.bytes);
-        }
-        for (dataset, rows) in segment.rows {
-            metrics
-                .rows_written
-                .with_label_values(&[dataset.as_str()])
-                .inc_by(rows);
-        }
+        let (lane, end_position) = (segment.lane, segment.end_position);
+        let first = publish_segment(segment, layout, store, metrics, dead_letters)
+            .inspect_err(|_| metrics.publish_errors.inc())?;
         metrics.segments_published.inc();
         timer.observe_duration();
-        in_flight.published(segment.lane, range.first);
+        in_flight.published(lane, first);
         // A source that has finished no longer listens.
         let _ = reports.send(Published {
-            lane: segment.lane,
-            segment_first: range.first,
-            end_position: segment.end_position,
+            lane,
+            segment_first: first,
+            end_position,
         });
     }
     Ok(())
+}
+
+/// Makes one segment's keys durable and its files visible; returns its first position.
+fn publish_segment(
+    segment: SealedSegment,
+    layout: &DataLayout,
+    store: &dyn KeyStore,
+    metrics: &Metrics,
+    dead_letters: Option<&dyn DeadLetters>,
+) -> Result<u64> {
+    // Before anything is visible: a published position implies its dead letters arrived.
+    if let Some(destination) = dead_letters {
+        destination
+            .flush()
+            .map_err(|error| anyhow!(error))
+            .context("dead letters were not delivered; the segment is not published")?;
+    }
+    metrics.count_keystore_operations(KeystoreOperation::Sync, 1);
+    store
+        .sync()
+        .inspect_err(|_| {
+            metrics.count_keystore_error(KeystoreOperation::Sync);
+        })
+        .context("cannot make new keys durable; the segment is not published")?;
+    let range = SegmentRange {
+        first: segment.segment.first_position,
+        end: segment.end_position,
+    };
+    let checkpoint = segment
+        .resumable
+        .then(|| CheckpointFile::new(layout, &segment.segment.source))
+        .transpose()?;
+    if let Some(checkpoint) = &checkpoint {
+        checkpoint.begin(range)?;
+    }
+    let (outputs, files): (Vec<Output>, Vec<SealedFile>) = segment.files.into_iter().unzip();
+    publish(&files)?;
+    if let Some(checkpoint) = &checkpoint {
+        checkpoint.finish(range)?;
+    }
+    for (output, file) in outputs.iter().zip(&files) {
+        metrics.count_published_file(*output, file.bytes);
+    }
+    for (dataset, rows) in segment.rows {
+        metrics
+            .rows_written
+            .with_label_values(&[dataset.as_str()])
+            .inc_by(rows);
+    }
+    Ok(range.first)
 }

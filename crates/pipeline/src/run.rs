@@ -305,17 +305,51 @@ impl Pipeline {
         Ok(summary)
     }
 
-    /// Assesses the outputs every housekeeping interval while `consuming` holds.
+    /// Reads the key store's health at once, then reads it again and assesses
+    /// the outputs every housekeeping interval while `consuming` holds.
     fn reassess_while(&self, consuming: &AtomicBool) {
         let interval = Duration::from_secs(self.config.pipeline.housekeeping_interval_secs.max(1));
+        self.read_key_health();
         let mut last = Instant::now();
         while consuming.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             if last.elapsed() >= interval && consuming.load(Ordering::Relaxed) {
                 last = Instant::now();
+                self.read_key_health();
                 self.assess_risk();
             }
         }
+    }
+
+    /// Sets the KEK's age and the incomplete erasures (what `delink keys status`
+    /// shows) in the metrics; a failure to read them is logged, never fatal.
+    fn read_key_health(&self) {
+        let status = match delink_lifecycle::key_status(&self.config, self.store.as_ref()) {
+            Ok(status) => status,
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "cannot read the key store's KEK and erasure status");
+                return;
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs() as i64);
+        let kek_age = status
+            .kek_versions
+            .iter()
+            .filter(|version| version.loaded && version.destroyed_at.is_none())
+            .filter_map(|version| version.in_use_since.map(|since| (version.version, since)))
+            .max()
+            .map_or(-1, |(_, since)| (now - since).max(0));
+        let incomplete: Vec<i64> = status
+            .erasures
+            .iter()
+            .filter(|erasure| erasure.complete_since.is_none())
+            .map(|erasure| erasure.at)
+            .collect();
+        let oldest_age = incomplete.iter().min().map_or(0, |at| (now - at).max(0));
+        self.metrics
+            .set_key_health(kek_age, incomplete.len(), oldest_age);
     }
 
     /// Plays the adversary's attacks on the data directory (`[risk]`), sets the

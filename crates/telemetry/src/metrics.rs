@@ -108,6 +108,14 @@ pub enum MetricName {
     KeystoreErrors,
     /// `delink_erasures_applied_total`
     ErasuresApplied,
+    /// `delink_erasures_incomplete`
+    ErasuresIncomplete,
+    /// `delink_erasure_oldest_incomplete_age_seconds`
+    ErasureOldestIncompleteAge,
+    /// `delink_kek_age_seconds`
+    KekAge,
+    /// `delink_publish_errors_total`
+    PublishErrors,
     /// `delink_build_info{version}`
     BuildInfo,
     /// `delink_draining`
@@ -145,7 +153,7 @@ pub(crate) struct MetricSpec {
 
 impl MetricName {
     /// Every metric, in the order of `docs/metrics.md`.
-    pub const ALL: [MetricName; 28] = [
+    pub const ALL: [MetricName; 32] = [
         MetricName::InputRecords,
         MetricName::InputBytes,
         MetricName::InputBlankLines,
@@ -172,6 +180,10 @@ impl MetricName {
         MetricName::KeystoreOperations,
         MetricName::KeystoreErrors,
         MetricName::ErasuresApplied,
+        MetricName::ErasuresIncomplete,
+        MetricName::ErasureOldestIncompleteAge,
+        MetricName::KekAge,
+        MetricName::PublishErrors,
         MetricName::BuildInfo,
         MetricName::Draining,
     ];
@@ -339,6 +351,30 @@ impl MetricName {
                 Counter,
                 &[],
                 "Times this worker dropped its key cache because the store announced an erasure",
+            ),
+            MetricName::ErasuresIncomplete => (
+                "delink_erasures_incomplete",
+                Gauge,
+                &[],
+                "Erasures whose keys a KEK version not yet destroyed could still unwrap from a backup",
+            ),
+            MetricName::ErasureOldestIncompleteAge => (
+                "delink_erasure_oldest_incomplete_age_seconds",
+                Gauge,
+                &[],
+                "Age of the oldest incomplete erasure; 0 when none, -1 until the key store is read",
+            ),
+            MetricName::KekAge => (
+                "delink_kek_age_seconds",
+                Gauge,
+                &[],
+                "Time since the current KEK version started wrapping keys; -1 until the key store is read",
+            ),
+            MetricName::PublishErrors => (
+                "delink_publish_errors_total",
+                Counter,
+                &[],
+                "Segments whose publication failed (the worker stops; a restart publishes them again)",
             ),
             MetricName::BuildInfo => (
                 "delink_build_info",
@@ -576,6 +612,11 @@ pub struct Metrics {
     keystore_operations: IntCounterVec,
     keystore_errors: IntCounterVec,
     erasures_applied: IntCounter,
+    erasures_incomplete: IntGauge,
+    erasure_oldest_incomplete_age: IntGauge,
+    kek_age: IntGauge,
+    /// Segments whose publication failed.
+    pub publish_errors: IntCounter,
     build_info: IntGaugeVec,
     draining: IntGauge,
     unknown_field_labels: Mutex<HashSet<String>>,
@@ -623,6 +664,11 @@ impl Metrics {
             keystore_operations: registrar.counter_vec(MetricName::KeystoreOperations)?,
             keystore_errors: registrar.counter_vec(MetricName::KeystoreErrors)?,
             erasures_applied: registrar.counter(MetricName::ErasuresApplied)?,
+            erasures_incomplete: registrar.gauge(MetricName::ErasuresIncomplete)?,
+            erasure_oldest_incomplete_age: registrar
+                .gauge(MetricName::ErasureOldestIncompleteAge)?,
+            kek_age: registrar.gauge(MetricName::KekAge)?,
+            publish_errors: registrar.counter(MetricName::PublishErrors)?,
             build_info: registrar.gauge_vec(MetricName::BuildInfo)?,
             draining: registrar.gauge(MetricName::Draining)?,
             unknown_field_labels: Mutex::new(HashSet::new()),
@@ -642,6 +688,9 @@ impl Metrics {
                 .kafka_rebalances
                 .with_label_values(&[event.as_str()]);
         }
+        // Not read yet: -1, never a reassuring 0.
+        metrics.erasure_oldest_incomplete_age.set(-1);
+        metrics.kek_age.set(-1);
         // Not assessed yet: NaN, never a reassuring 0.
         for measure in RISK_MEASURES {
             metrics
@@ -672,6 +721,15 @@ impl Metrics {
                 .with_label_values(&[operation.as_str()]);
         }
         Ok(metrics)
+    }
+
+    /// Sets what the key store's journal says: the current KEK's age, and the
+    /// incomplete erasures with the age of the oldest (all in seconds).
+    pub fn set_key_health(&self, kek_age: i64, incomplete: usize, oldest_incomplete_age: i64) {
+        self.kek_age.set(kek_age);
+        self.erasures_incomplete.set(incomplete as i64);
+        self.erasure_oldest_incomplete_age
+            .set(oldest_incomplete_age);
     }
 
     /// Counts an unknown field, keeping the `field` label bounded by
