@@ -765,3 +765,24 @@ fn quarantined_records_also_reach_the_dead_letter_topic_sealed_with_their_reason
     }
     assert_exactly_once(&data, &loaded);
 }
+
+#[test]
+fn a_real_prometheus_scrapes_a_worker_and_every_dashboard_query_and_alert_finds_its_series() {
+    let (_tansu, loaded, _scratch, _data, mut worker) = one_worker(20_000, &[]);
+    let prometheus = crate::monitoring::Prometheus::scraping(worker.admin());
+    let total: i64 = loaded.ends.values().sum();
+    let deadline = Instant::now() + PATIENCE;
+    // Caught up, as Prometheus saw it, with a few scrapes since for the rates.
+    let committed = format!("sum(delink_kafka_committed_offset) >= {total}");
+    while prometheus.query(&committed).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never caught up:\n{}",
+            worker.output()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    crate::monitoring::assert_every_query_finds_its_series(&prometheus);
+    worker.stop();
+}

@@ -15,6 +15,7 @@ mod identity;
 mod kafka;
 mod kafka_load;
 mod leak;
+mod monitoring;
 mod pipeline_e2e;
 mod postgres_workers;
 mod reader;
