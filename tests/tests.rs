@@ -10,6 +10,7 @@ mod cli;
 mod config_check;
 mod crash;
 mod delinking;
+mod deploy;
 mod erasure;
 mod identity;
 mod kafka;
