@@ -74,27 +74,19 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[test]
 fn the_alert_rules_pass_promtool_and_every_alert_has_firing_and_silent_tests_and_a_runbook() {
     let dir = monitoring_dir();
-    let check = prometheus_tool("promtool")
-        .args(["check", "rules"])
-        .arg(dir.join("alerts.yaml"))
-        .output()
-        .expect("promtool runs");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
-    let test = prometheus_tool("promtool")
-        .args(["test", "rules"])
-        .arg(dir.join("alerts.test.yaml"))
-        .output()
-        .expect("promtool runs");
-    assert!(
-        test.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&test.stdout),
-        String::from_utf8_lossy(&test.stderr)
-    );
+    for (action, file) in [("check", "alerts.yaml"), ("test", "alerts.test.yaml")] {
+        let output = prometheus_tool("promtool")
+            .args([action, "rules"])
+            .arg(dir.join(file))
+            .output()
+            .expect("promtool runs");
+        assert!(
+            output.status.success(),
+            "promtool {action} rules {file}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 
     let tests = std::fs::read_to_string(dir.join("alerts.test.yaml")).expect("tests");
     let runbooks = std::fs::read_to_string(dir.join("runbooks.md")).expect("runbooks");
