@@ -26,6 +26,18 @@ fn check(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     (output.status.code().unwrap_or(-1), text)
 }
 
+/// Runs delink on a few generated observations, creating the key store.
+fn run_a_sample(data: &Path, env: &[(&str, &str)]) {
+    let input = Input::generate(300, 5, 0.0);
+    run_ok(
+        delink()
+            .args(["run", "--progress", "never", "--data-dir"])
+            .arg(data)
+            .arg(&input.path)
+            .envs(env.iter().copied()),
+    );
+}
+
 #[test]
 fn config_check_opens_the_embedded_store_creates_nothing_and_refuses_the_wrong_kek() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -36,14 +48,7 @@ fn config_check_opens_the_embedded_store_creates_nothing_and_refuses_the_wrong_k
     assert!(text.contains("no embedded store yet"), "{text}");
     assert!(!data.exists(), "the check created {}", data.display());
 
-    let input = Input::generate(500, 3, 0.0);
-    run_ok(
-        delink()
-            .args(["run", "--progress", "never", "--data-dir"])
-            .arg(&data)
-            .arg(&input.path)
-            .envs(kek),
-    );
+    run_a_sample(&data, &kek);
     let (code, text) = check(&data, &[], &kek);
     assert_eq!(code, 0, "{text}");
     assert!(
@@ -129,14 +134,7 @@ fn config_check_reaches_a_real_postgres_store_and_reports_a_refused_connection()
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("no postgres store yet"), "{text}");
 
-    let input = Input::generate(300, 5, 0.0);
-    run_ok(
-        delink()
-            .args(["run", "--progress", "never", "--data-dir"])
-            .arg(&data)
-            .arg(&input.path)
-            .envs(env),
-    );
+    run_a_sample(&data, &env);
     let (code, text) = check(&data, &[], &env);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("postgres store opened"), "{text}");

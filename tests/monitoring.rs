@@ -198,25 +198,20 @@ impl Drop for Prometheus {
 /// expression evaluates and reads only metrics Prometheus scraped.
 pub(crate) fn assert_every_query_finds_its_series(prometheus: &Prometheus) {
     let scraped = prometheus.metric_names();
-    for (title, expr) in dashboard_queries() {
-        let names = metric_names(&expr);
+    let assert_scraped = |what: &str, expr: &str| {
+        let names = metric_names(expr);
         let missing: Vec<_> = names.difference(&scraped).collect();
-        assert!(
-            missing.is_empty(),
-            "panel {title}: {missing:?} never scraped"
-        );
+        assert!(missing.is_empty(), "{what}: {missing:?} never scraped");
+    };
+    for (title, expr) in dashboard_queries() {
+        assert_scraped(&format!("panel {title}"), &expr);
         assert!(
             !prometheus.query(&expr).is_empty(),
             "panel {title}: no series for {expr}"
         );
     }
     for (alert, expr) in alert_rules() {
-        let names = metric_names(&expr);
-        let missing: Vec<_> = names.difference(&scraped).collect();
-        assert!(
-            missing.is_empty(),
-            "alert {alert}: {missing:?} never scraped"
-        );
+        assert_scraped(&format!("alert {alert}"), &expr);
         prometheus.query(&expr);
         // The expression without its threshold: the series it compares exist.
         let (left, _) = expr.rsplit_once(" > ").expect("a threshold");

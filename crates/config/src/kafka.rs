@@ -114,7 +114,7 @@ impl fmt::Debug for KafkaConfig {
 }
 
 /// Tells whether a property's value is a secret.
-fn is_sensitive(key: &str) -> bool {
+pub(crate) fn is_sensitive(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     ["password", "secret", "key", "token"]
         .iter()

@@ -56,13 +56,28 @@ pub fn load(
                 Some((_, variable)) => format!(" (set by {variable})"),
                 None => file.map_or_else(String::new, |path| format!(" (in {})", path.display())),
             };
+            // serde's message quotes the value: never one that may be a secret.
+            let message = if holds_secret(&key) {
+                "the value does not fit (not shown: this key holds a secret)".to_owned()
+            } else {
+                error.inner().message().to_owned()
+            };
             ConfigError {
-                problems: vec![format!("{key}{origin}: {}", error.inner().message())],
+                problems: vec![format!("{key}{origin}: {message}")],
             }
         })?;
     config.keyring_dir = keyring_dir;
     config.validate()?;
     Ok(config)
+}
+
+/// Tells whether the dotted configuration key may hold a secret: the key-store
+/// URL, or a Kafka property whose name says password, secret, key or token.
+fn holds_secret(key: &str) -> bool {
+    match key.strip_prefix("kafka.properties.") {
+        Some(property) => crate::kafka::is_sensitive(property),
+        None => key == "keystore.postgres_url",
+    }
 }
 
 /// Reads an override as a TOML scalar when it is one (`42`, `true`), else as a string.

@@ -251,3 +251,26 @@ fn a_value_of_the_wrong_type_names_its_key_and_where_it_was_set() {
     let error = load(None, env(&[("DELINK__KAFKA__TOPICS", "[1, 2]")])).expect_err("numbers");
     assert!(error.to_string().contains("kafka.topics"), "{error}");
 }
+
+#[test]
+fn a_misfit_value_of_a_secret_key_is_named_but_never_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("delink.toml");
+    std::fs::write(&path, "[kafka.properties]\n\"sasl.password\" = 918273645\n").expect("write");
+    let text = load(Some(&path), env(&[]))
+        .expect_err("a number")
+        .to_string();
+    assert!(text.contains("kafka.properties.sasl.password"), "{text}");
+    assert!(!text.contains("918273645"), "{text}");
+
+    let text = load(None, env(&[("DELINK__KEYSTORE__POSTGRES_URL", "5551234")]))
+        .expect_err("a number")
+        .to_string();
+    assert!(text.contains("keystore.postgres_url"), "{text}");
+    assert!(!text.contains("5551234"), "{text}");
+    // Other keys keep serde's message, value included.
+    let text = load(None, env(&[("DELINK__OUTPUT__ZSTD_LEVEL", "high")]))
+        .expect_err("a string")
+        .to_string();
+    assert!(text.contains("\"high\""), "{text}");
+}
