@@ -84,14 +84,7 @@ impl Tansu {
 
     /// Starts a broker storing in the `tansu` bucket of `moto`; data survives a restart.
     pub(crate) fn start_s3(moto: &Moto) -> Tansu {
-        let env = vec![
-            ("AWS_ENDPOINT", moto.endpoint()),
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
-            ("AWS_ALLOW_HTTP", "true".to_owned()),
-        ];
-        Tansu::start(&format!("s3://{}/", Moto::BUCKET), env)
+        Tansu::start(&format!("s3://{}/", Moto::BUCKET), moto.client_env())
     }
 
     fn start(storage_engine: &str, env: Vec<(&'static str, String)>) -> Tansu {
@@ -152,7 +145,8 @@ impl Drop for Tansu {
     }
 }
 
-/// A moto S3 server on a loopback port with the bucket tansu stores in; killed on drop.
+/// A moto S3 server on a loopback port with the bucket tansu stores in (and any
+/// other a test creates); killed on drop.
 pub(crate) struct Moto {
     port: u16,
     child: Child,
@@ -180,8 +174,22 @@ impl Moto {
             child,
             _logs: logs,
         };
-        moto.create_bucket();
+        moto.create_bucket(Moto::BUCKET);
         moto
+    }
+
+    /// The standard AWS environment of a client of this server (what delink,
+    /// tansu and boto3 read).
+    pub(crate) fn client_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint()),
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ]
     }
 
     /// Where S3 clients reach it.
@@ -189,16 +197,15 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A plain HTTP PUT: moto needs no signature to create a bucket.
-    fn create_bucket(&self) {
+    /// Creates a bucket with a plain HTTP PUT: moto needs no signature for it.
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("moto accepts");
         stream
             .set_read_timeout(Some(REQUEST_TIMEOUT))
             .expect("read timeout");
         write!(
             stream,
-            "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            Moto::BUCKET,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
         )
         .expect("send the bucket request");
@@ -209,8 +216,7 @@ impl Moto {
         let status = response.lines().next().unwrap_or_default();
         assert!(
             status.starts_with("HTTP/1.1 200"),
-            "moto did not create bucket {}: {status}",
-            Moto::BUCKET
+            "moto did not create bucket {bucket}: {status}"
         );
     }
 }

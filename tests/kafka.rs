@@ -27,6 +27,7 @@ use delink_transform::pseudonym_hex;
 
 use crate::admin_http::{admin_address_in, get, labelled_value, summed_value, value};
 use crate::broker::{Moto, Tansu, committed_offsets, read_topic};
+use crate::object_store::{Lake, finish_poll};
 use crate::util::{Input, column_text, delink, read_parquet, run_ok, visible_files};
 
 const TOPIC: &str = "observations";
@@ -470,26 +471,47 @@ fn checkpoints(data: &Path) -> BTreeMap<i32, Checkpoint> {
         .collect()
 }
 
+/// Where a group's workers publish.
+#[derive(Clone, Copy, PartialEq)]
+enum Outputs {
+    /// Under the shared data directory.
+    Local,
+    /// In an S3 bucket (moto).
+    Bucket,
+}
+
 /// Runs two workers of one group over the topic, applies `disturb` once a third of
 /// the records are committed, stops every worker with SIGTERM (one at a time, as a
-/// rolling restart does) once everything is committed, and checks the output.
+/// rolling restart does) once everything is committed, and checks the output: every
+/// file whole whenever it was visible, every record exactly once.
 fn run_group(
     count: u64,
-    s3: bool,
+    s3_broker: bool,
+    outputs: Outputs,
     disturb: impl FnOnce(&mut Tansu, &mut Vec<Worker>, &dyn Fn(&str) -> Worker),
 ) {
-    let moto = s3.then(Moto::start);
+    let moto = s3_broker.then(Moto::start);
     let mut tansu = match &moto {
         Some(moto) => Tansu::start_s3(moto),
         None => Tansu::start_memory(),
     };
+    let lake = (outputs == Outputs::Bucket).then(Lake::start);
+    let settings = lake.as_ref().map(Lake::settings).unwrap_or_default();
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect();
     let bootstrap = tansu.bootstrap();
     let loaded = load(&tansu, count);
     let scratch = tempfile::tempdir().expect("tempdir");
     let data = scratch.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
-    let start = |name: &str| Worker::start(&bootstrap, &data, scratch.path(), name);
-    let poller = Poller::start(&data);
+    let start = |name: &str| Worker::start_with(&bootstrap, &data, scratch.path(), name, &settings);
+    let stop_polling = scratch.path().join("stop-polling");
+    let (poller, bucket_poller) = match &lake {
+        None => (Some(Poller::start(&data)), None),
+        Some(lake) => (None, Some(lake.poll(&stop_polling))),
+    };
     let mut workers: Vec<Worker> = ["a", "b"].into_iter().map(start).collect();
     wait_for_commits(&tansu, &loaded, 0.3, &workers);
     disturb(&mut tansu, &mut workers, &start);
@@ -497,15 +519,36 @@ fn run_group(
     for worker in &mut workers {
         worker.stop();
     }
-    let files_seen = poller.finish();
+    let files_seen = match (poller, bucket_poller) {
+        (Some(poller), _) => poller.finish() as u64,
+        (None, Some(poller)) => finish_poll(poller, &stop_polling),
+        (None, None) => 0,
+    };
     assert!(files_seen > 0, "the poller saw no file");
     assert_eq!(committed(&tansu), loaded.ends, "offsets at the end");
+    if let Some(lake) = &lake {
+        assert!(!data.join("devices").exists(), "devices/ written locally");
+        assert_eq!(
+            lake.uploads(),
+            Vec::<String>::new(),
+            "uploads left incomplete"
+        );
+        lake.mirror(&data);
+    }
     assert_exactly_once(&data, &loaded);
 }
 
 #[test]
 fn two_workers_with_one_killed_and_restarted_write_every_record_exactly_once() {
-    run_group(200_000, false, |_, workers, start| {
+    run_group(200_000, false, Outputs::Local, |_, workers, start| {
+        workers[0].kill();
+        workers[0] = start("a-again");
+    });
+}
+
+#[test]
+fn workers_publishing_to_a_bucket_with_one_killed_and_restarted_write_every_record_exactly_once() {
+    run_group(200_000, false, Outputs::Bucket, |_, workers, start| {
         workers[0].kill();
         workers[0] = start("a-again");
     });
@@ -513,14 +556,14 @@ fn two_workers_with_one_killed_and_restarted_write_every_record_exactly_once() {
 
 #[test]
 fn a_third_worker_joining_mid_run_takes_partitions_without_loss_or_duplicates() {
-    run_group(200_000, false, |_, workers, start| {
+    run_group(200_000, false, Outputs::Local, |_, workers, start| {
         workers.push(start("c"));
     });
 }
 
 #[test]
 fn a_broker_restart_mid_run_loses_and_duplicates_nothing() {
-    run_group(200_000, true, |tansu, _, _| {
+    run_group(200_000, true, Outputs::Local, |tansu, _, _| {
         tansu.restart();
     });
 }

@@ -29,7 +29,7 @@ print(json.dumps(out))
 "#;
 
 /// Parses the `| column | type |` tables of docs/schema.md, by dataset heading.
-fn documented_schema() -> BTreeMap<String, Vec<String>> {
+pub(crate) fn documented_schema() -> BTreeMap<String, Vec<String>> {
     let text = include_str!("../docs/schema.md");
     let mut schema: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut current = None;

@@ -17,6 +17,7 @@ mod kafka;
 mod kafka_load;
 mod leak;
 mod monitoring;
+mod object_store;
 mod pipeline_e2e;
 mod postgres_workers;
 mod reader;

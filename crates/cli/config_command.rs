@@ -17,8 +17,9 @@ pub(crate) struct ConfigCommandArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum ConfigCommand {
-    /// Validates configuration and policy, then connects to the key store (and the
-    /// Kafka brokers with --kafka) without side effects; exits 1 naming each failure.
+    /// Validates configuration and policy, then connects to the output store, the key
+    /// store (and the Kafka brokers with --kafka) without side effects; exits 1 naming
+    /// each failure.
     Check(CheckArgs),
 }
 
@@ -30,7 +31,7 @@ struct CheckArgs {
     /// answer and know every `kafka.topics` topic (and the dead-letter topic).
     #[arg(long)]
     kafka: bool,
-    /// How long to wait for the brokers.
+    /// How long to wait for the brokers and the output store.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
 }
@@ -62,6 +63,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
             println!("FAILED  {name}: {error:#}");
         }
     };
+    report("output store", output_store(&config, args.timeout));
     report("key store", key_store(&config));
     if args.kafka {
         report("kafka", kafka(&config, args.timeout));
@@ -70,6 +72,23 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         bail!("{failures} check(s) failed; see above");
     }
     Ok(())
+}
+
+/// Lists the top of the outputs (`output.location`, else the data directory).
+fn output_store(config: &delink_config::Config, timeout: Duration) -> anyhow::Result<String> {
+    let outputs = delink_datadir::OutputStore::for_config(config)?;
+    let found = outputs.probe(timeout).map_err(|error| {
+        error.context(format!(
+            "the outputs at {} cannot be listed; check output.location and the store's credentials (AWS_*, GOOGLE_*, AZURE_*)",
+            outputs.describe("")
+        ))
+    })?;
+    let holds = if found.is_empty() {
+        "nothing published yet".to_owned()
+    } else {
+        found.join(", ")
+    };
+    Ok(format!("{} reachable ({holds})", outputs.describe("")))
 }
 
 /// Opens the existing key store (unwrapping its index key with the KEK) and closes it.

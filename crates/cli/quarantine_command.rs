@@ -2,7 +2,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use delink_datadir::{DataLayout, quarantine_counts, quarantined_records};
+use delink_datadir::{OutputStore, QUARANTINE, quarantine_counts, quarantined_records};
 use delink_pipeline::{StoreAccess, open_key_store};
 
 use crate::{ConfigArgs, load_settings};
@@ -40,12 +40,12 @@ pub(crate) fn run(args: QuarantineArgs) -> anyhow::Result<()> {
     match args.action {
         QuarantineAction::List { settings } => {
             let (config, _plan) = load_settings(&settings)?;
-            let layout = DataLayout::new(&config.data_dir);
-            let counts = quarantine_counts(&layout)?;
+            let outputs = OutputStore::for_config(&config)?;
+            let counts = quarantine_counts(&outputs)?;
             if counts.is_empty() {
                 println!(
                     "no quarantined records under {}",
-                    layout.quarantine().display()
+                    outputs.describe(QUARANTINE)
                 );
             }
             for (date, reasons) in counts {
@@ -63,9 +63,9 @@ pub(crate) fn run(args: QuarantineArgs) -> anyhow::Result<()> {
             settings,
         } => {
             let (config, _plan) = load_settings(&settings)?;
-            let layout = DataLayout::new(&config.data_dir);
+            let outputs = OutputStore::for_config(&config)?;
             let store = open_key_store(&config, StoreAccess::Existing)?;
-            let records = quarantined_records(&layout, store.as_ref(), &date)?;
+            let records = quarantined_records(&outputs, store.as_ref(), &date)?;
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     delink_datadir::create_private_file(path)

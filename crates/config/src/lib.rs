@@ -83,6 +83,10 @@ pub struct InputConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
+    /// Where `history/`, `devices/` and `quarantine/` are published: an object-store
+    /// URL (`s3://bucket/prefix`, `gs://…`, `az://…`) or `file:///path`; the data
+    /// directory when unset. Credentials come from the environment, never from here.
+    pub location: Option<String>,
     /// Rows per row group (upper bound).
     pub row_group_rows: usize,
     /// zstd level, 1 (fastest) to 22.
@@ -249,6 +253,7 @@ impl Default for InputConfig {
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
+            location: None,
             row_group_rows: 64 * 1024,
             zstd_level: 1,
             buffer_budget_mib: 8,

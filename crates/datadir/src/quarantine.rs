@@ -11,8 +11,7 @@
 pub(crate) mod inspect;
 pub(crate) mod redact;
 
-use std::fs;
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, StringBuilder, UInt64Builder};
@@ -24,7 +23,10 @@ use delink_keystore::{Entity, EntityKey, KeyStore, Result, open_sealed, seal};
 use delink_model::Scope;
 use delink_model::{RawRecord, Rejection};
 
-use crate::{parse_day, purge_expired};
+use crate::{OutputStore, date_partition, parse_day, purge_expired};
+
+/// Key prefix of the quarantine in the output store.
+pub const QUARANTINE: &str = "quarantine";
 
 /// Builds the schema of quarantine files.
 pub fn quarantine_schema() -> SchemaRef {
@@ -198,12 +200,12 @@ pub fn day_key(date: &str) -> Entity<'_> {
 /// Deletes quarantine partitions older than `retention_days` before `today`
 /// (a UTC day) and destroys their day keys; returns how many partitions went.
 pub fn purge_quarantine(
-    layout: &crate::DataLayout,
+    outputs: &OutputStore,
     store: &dyn KeyStore,
     today: i32,
     retention_days: u32,
 ) -> anyhow::Result<u64> {
-    let purged = purge_expired(&layout.quarantine(), today, retention_days)?;
+    let purged = purge_expired(outputs, QUARANTINE, today, retention_days)?;
     let oldest_kept = today - i32::try_from(retention_days).unwrap_or(i32::MAX);
     // Day d has epoch d + 1: the keys of days before `oldest_kept` have epochs up to `oldest_kept`.
     let before_epoch = u32::try_from(oldest_kept + 1).unwrap_or(0);
@@ -211,19 +213,49 @@ pub fn purge_quarantine(
     Ok(purged)
 }
 
-/// Returns the UTC day of the quarantine partition holding `stem`'s file, if any: a
-/// segment processed again keeps the day it was first quarantined on.
-pub fn find_segment_day(root: &Path, stem: &str) -> Option<i32> {
-    let file_name = format!("part-{stem}.parquet");
-    fs::read_dir(root).ok()?.find_map(|entry| {
-        let path = entry.ok()?.path();
-        let day = path
-            .file_name()?
-            .to_str()?
-            .strip_prefix("date=")
-            .and_then(parse_day)?;
-        path.join(&file_name).exists().then_some(day)
-    })
+/// The day of each quarantined segment's file: a segment processed again keeps
+/// the day (and file) it was first quarantined on.
+pub struct QuarantineDays {
+    outputs: OutputStore,
+    known: HashMap<String, i32>,
+}
+
+impl QuarantineDays {
+    /// Reads the days of every quarantine file published so far (one listing).
+    pub fn load(outputs: &OutputStore) -> anyhow::Result<Self> {
+        let mut known = HashMap::new();
+        for object in outputs.list(QUARANTINE)? {
+            let mut parts = object.key.rsplit('/');
+            let stem = parts
+                .next()
+                .and_then(|name| name.strip_prefix("part-")?.strip_suffix(".parquet"));
+            let day = parts
+                .next()
+                .and_then(|partition| parse_day(partition.strip_prefix("date=")?));
+            if let (Some(stem), Some(day)) = (stem, day) {
+                known.insert(stem.to_owned(), day);
+            }
+        }
+        Ok(QuarantineDays {
+            outputs: outputs.clone(),
+            known,
+        })
+    }
+
+    /// Returns the day of `stem`'s quarantine file, if any: one known at load, or one
+    /// another worker published since, on `today` or the day before.
+    pub fn day_of(&self, stem: &str, today: i32) -> anyhow::Result<Option<i32>> {
+        if let Some(day) = self.known.get(stem) {
+            return Ok(Some(*day));
+        }
+        for day in [today, today - 1] {
+            let key = format!("{QUARANTINE}/{}/part-{stem}.parquet", date_partition(day));
+            if self.outputs.exists(&key)? {
+                return Ok(Some(day));
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -233,15 +265,27 @@ mod tests {
     #[test]
     fn a_segment_keeps_the_day_it_was_first_quarantined_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let partition = dir.path().join("date=2026-10-17");
-        fs::create_dir_all(&partition).expect("mkdir");
-        fs::write(partition.join("part-abc-000000000001.parquet"), b"x").expect("write");
+        let outputs = OutputStore::local(dir.path()).expect("outputs");
+        let empty = QuarantineDays::load(&outputs).expect("load");
+        assert_eq!(empty.day_of("abc", 20_000).expect("day"), None);
+        let partition = dir.path().join("quarantine/date=2026-10-17");
+        std::fs::create_dir_all(&partition).expect("mkdir");
+        std::fs::write(partition.join("part-abc-000000000001.parquet"), b"x").expect("write");
+        let days = QuarantineDays::load(&outputs).expect("load");
+        let today = parse_day("2026-11-20").expect("day");
         assert_eq!(
-            find_segment_day(dir.path(), "abc-000000000001"),
+            days.day_of("abc-000000000001", today).expect("day"),
             parse_day("2026-10-17")
         );
-        assert_eq!(find_segment_day(dir.path(), "abc-000000000002"), None);
-        assert_eq!(find_segment_day(&dir.path().join("missing"), "abc"), None);
+        assert_eq!(days.day_of("abc-000000000002", today).expect("day"), None);
+        // Published by another worker after the load, today.
+        let recent = dir.path().join("quarantine/date=2026-11-20");
+        std::fs::create_dir_all(&recent).expect("mkdir");
+        std::fs::write(recent.join("part-abc-000000000002.parquet"), b"x").expect("write");
+        assert_eq!(
+            days.day_of("abc-000000000002", today).expect("day"),
+            Some(today)
+        );
     }
 
     #[test]
@@ -249,6 +293,7 @@ mod tests {
         use delink_keystore::{EmbeddedKeyStore, KekSource};
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = crate::DataLayout::new(dir.path());
+        let outputs = OutputStore::local(dir.path()).expect("outputs");
         let kek = KekSource::Env(
             "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".to_owned(),
         );
@@ -258,7 +303,7 @@ mod tests {
             store.key_for(&day_key(date)).expect("key");
         }
         let today = crate::utc_day(1_795_178_712_345_000); // 2026-11-20
-        purge_quarantine(&layout, &store, today, 35).expect("purge");
+        purge_quarantine(&outputs, &store, today, 35).expect("purge");
         let kept: Vec<bool> = dates
             .iter()
             .map(|date| {

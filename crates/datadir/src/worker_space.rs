@@ -1,5 +1,6 @@
-//! Each worker's own space: a staging directory no other worker touches, and a
-//! published watermark that lifecycle jobs read while workers run.
+//! Each worker's own space: a staging directory no other worker touches, the
+//! journal of its uploads in flight, and a published watermark that lifecycle
+//! jobs read while workers run.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -7,20 +8,23 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::DataLayout;
+use crate::{DataLayout, OutputStore, UploadJournal};
 
 const LOCK_FILE: &str = "lock";
 const STAGING_DIR: &str = "staging";
+const UPLOADS_DIR: &str = "uploads";
 const WATERMARK_FILE: &str = "watermark.json";
 
 /// A worker's space under `_workers/<id>/`, held for as long as this value lives.
 ///
 /// The space's lock file is locked by its worker alone, so any space whose lock
-/// can be taken belongs to a worker that is gone, and is cleared.
+/// can be taken belongs to a worker that is gone, and is cleared, its incomplete
+/// uploads aborted first.
 #[derive(Debug)]
 pub struct WorkerSpace {
     dir: PathBuf,
     id: String,
+    outputs: OutputStore,
     _lock: File,
 }
 
@@ -34,12 +38,13 @@ pub struct Watermark {
 }
 
 impl WorkerSpace {
-    /// Clears the spaces of workers that are gone, then claims a fresh space.
-    pub fn claim(layout: &DataLayout) -> Result<Self> {
+    /// Clears the spaces of workers that are gone (aborting the uploads they left
+    /// in `outputs`), then claims a fresh space.
+    pub fn claim(layout: &DataLayout, outputs: &OutputStore) -> Result<Self> {
         let workers = layout.workers();
         fs::create_dir_all(&workers)
             .with_context(|| format!("cannot create {}", workers.display()))?;
-        clear_abandoned(&workers)?;
+        clear_abandoned(&workers, outputs)?;
         let id = random_id()?;
         // Built under a hidden name and renamed once locked, so no sweeper ever sees it unlocked.
         let building = workers.join(format!(".new-{id}"));
@@ -54,6 +59,7 @@ impl WorkerSpace {
         Ok(WorkerSpace {
             dir,
             id,
+            outputs: outputs.clone(),
             _lock: lock,
         })
     }
@@ -66,6 +72,11 @@ impl WorkerSpace {
     /// Returns the worker's staging directory (same filesystem as the datasets).
     pub fn staging(&self) -> PathBuf {
         self.dir.join(STAGING_DIR)
+    }
+
+    /// Returns the journal of the worker's uploads in flight.
+    pub fn uploads(&self) -> UploadJournal {
+        UploadJournal::new(&self.dir.join(UPLOADS_DIR))
     }
 
     /// Records that everything this worker read before `published_before_us` is published.
@@ -84,7 +95,10 @@ impl WorkerSpace {
 impl Drop for WorkerSpace {
     fn drop(&mut self) {
         // Nothing staged is worth keeping once the worker is gone; the next claim would clear it.
-        let _ = fs::remove_dir_all(&self.dir);
+        // An upload that cannot be aborted now keeps its journal entry for the next claim.
+        if self.outputs.abort_journalled(&self.uploads()).is_ok() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -112,13 +126,14 @@ pub fn live_watermarks(layout: &DataLayout) -> Result<Vec<Watermark>> {
 }
 
 /// Removes every space whose lock is free: its worker crashed or exited.
-fn clear_abandoned(workers: &Path) -> Result<()> {
+fn clear_abandoned(workers: &Path, outputs: &OutputStore) -> Result<()> {
     for dir in spaces(workers)? {
         let Ok(lock) = open_lock(&dir) else {
             continue;
         };
         if lock.try_lock().is_ok() {
             tracing::info!(space = %dir.display(), "clearing the space of a worker that is gone");
+            outputs.abort_journalled(&UploadJournal::new(&dir.join(UPLOADS_DIR)))?;
             fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
         }
     }
@@ -166,16 +181,20 @@ fn random_id() -> Result<String> {
 mod tests {
     use super::*;
 
+    fn outputs(dir: &tempfile::TempDir) -> OutputStore {
+        OutputStore::local(dir.path()).expect("outputs")
+    }
+
     #[test]
     fn a_live_space_is_kept_and_an_abandoned_one_cleared() {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = DataLayout::new(dir.path());
-        let live = WorkerSpace::claim(&layout).expect("claim");
+        let live = WorkerSpace::claim(&layout, &outputs(&dir)).expect("claim");
         fs::write(live.staging().join("file.tmp"), b"x").expect("stage");
         // An abandoned space: a directory whose lock nobody holds.
         let abandoned = layout.workers().join("0123456789abcdef");
         fs::create_dir_all(abandoned.join(STAGING_DIR)).expect("mkdir");
-        let other = WorkerSpace::claim(&layout).expect("claim");
+        let other = WorkerSpace::claim(&layout, &outputs(&dir)).expect("claim");
         assert!(!abandoned.exists());
         assert!(live.staging().join("file.tmp").exists());
         assert_ne!(live.id(), other.id());
@@ -188,8 +207,8 @@ mod tests {
     fn only_live_workers_report_watermarks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = DataLayout::new(dir.path());
-        let first = WorkerSpace::claim(&layout).expect("claim");
-        let second = WorkerSpace::claim(&layout).expect("claim");
+        let first = WorkerSpace::claim(&layout, &outputs(&dir)).expect("claim");
+        let second = WorkerSpace::claim(&layout, &outputs(&dir)).expect("claim");
         first.publish_watermark(42).expect("watermark");
         let mut seen: Vec<i64> = live_watermarks(&layout)
             .expect("read")

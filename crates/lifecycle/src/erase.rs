@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow};
 use delink_config::Config;
-use delink_datadir::{DataLayout, remove_quarantined_mentions};
+use delink_datadir::{DataLayout, OutputStore, remove_quarantined_mentions};
 use delink_decode::normalise_identifier;
 use delink_keystore::{Entity, JournalEvent, JournalKind, KeyStore};
 use delink_model::{Field, Scope};
@@ -145,7 +145,7 @@ pub fn erase(
         .map(|target| target.identifier().to_owned())
         .collect();
     report.quarantined_removed =
-        remove_quarantined_mentions(&DataLayout::new(&config.data_dir), store, &identifiers)?;
+        remove_quarantined_mentions(&OutputStore::for_config(config)?, store, &identifiers)?;
     for (scope, keys) in &report.keys_erased {
         store.append_journal(&JournalEvent::now(JournalKind::Erasure {
             request_id: request_id.to_owned(),

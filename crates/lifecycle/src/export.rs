@@ -12,9 +12,8 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field as ArrowField, Schema};
 use arrow_select::filter::filter_record_batch;
 use delink_config::Config;
-use delink_datadir::DataLayout;
+use delink_datadir::OutputStore;
 use delink_keystore::KeyStore;
-use delink_model::Dataset;
 use delink_policy::{Action, Plan};
 use serde::Serialize;
 
@@ -52,15 +51,15 @@ pub fn export_subject(
     let subject = subject.normalised();
     let entity_id = subject.entity_id();
     let key = store.existing_key(&SubjectRef::entity(&entity_id))?;
-    let layout = DataLayout::new(&config.data_dir);
+    let outputs = OutputStore::for_config(config)?;
     let mut rows: Vec<RecordBatch> = Vec::new();
     if let Some(key) = key {
         let marker = subject_column(plan, &subject, &key)?;
         let wanted: HashMap<String, HashSet<String>> =
             [(marker.column, [marker.pseudonym].into())].into();
-        for (date, partition) in history::partitions(&layout.dataset(Dataset::History))? {
-            for file in history::parquet_files(&partition)? {
-                let (_, batches) = history::read(&file)?;
+        for (date, partition) in history::partitions(&outputs)? {
+            for file in history::parquet_files(&outputs, &partition)? {
+                let (_, batches) = history::read(&outputs, &file)?;
                 for batch in batches {
                     let mask: BooleanArray = history::matching_rows(&batch, &wanted)?;
                     let selected = filter_record_batch(&batch, &mask)?;

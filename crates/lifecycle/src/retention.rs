@@ -9,14 +9,15 @@
 //! stays pending (the job waits up to a bound first).
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow_array::BooleanArray;
 use arrow_select::filter::filter_record_batch;
 use delink_config::Config;
-use delink_datadir::{DataLayout, live_watermarks, purge_expired, purge_quarantine, utc_day};
+use delink_datadir::{
+    DataLayout, OutputStore, live_watermarks, purge_expired, purge_quarantine, utc_day,
+};
 use delink_keystore::{JournalKind, KeyStore};
 use delink_model::Dataset;
 use serde::Serialize;
@@ -51,13 +52,17 @@ const WATERMARK_POLL: Duration = Duration::from_millis(250);
 /// running workers to publish what they hashed before pending erasures took effect.
 pub fn retention(config: &Config, store: &dyn KeyStore, wait: Duration) -> Result<RetentionReport> {
     let layout = DataLayout::new(&config.data_dir);
+    let outputs = OutputStore::for_config(config)?;
     let today = utc_day(chrono::Utc::now().timestamp_micros());
     let mut report = RetentionReport::default();
-    let history_root = layout.dataset(Dataset::History);
     if config.retention.history_days > 0 {
-        report.partitions_expired =
-            purge_expired(&history_root, today, config.retention.history_days)
-                .context("deleting expired history partitions")?;
+        report.partitions_expired = purge_expired(
+            &outputs,
+            Dataset::History.as_str(),
+            today,
+            config.retention.history_days,
+        )
+        .context("deleting expired history partitions")?;
     }
     let list = PendingList::new(&layout.retention());
     let recorded = {
@@ -73,13 +78,19 @@ pub fn retention(config: &Config, store: &dyn KeyStore, wait: Duration) -> Resul
             .or_default()
             .insert(entry.pseudonym.clone());
     }
-    for (_, partition) in history::partitions(&history_root)? {
-        history::remove_leftovers(&partition)?;
+    for (_, partition) in history::partitions(&outputs)? {
+        outputs.clear_leftovers(&partition)?;
         if wanted.is_empty() {
             continue;
         }
-        for file in history::parquet_files(&partition)? {
-            remove_rows(&file, &wanted, config.output.zstd_level, &mut report)?;
+        for file in history::parquet_files(&outputs, &partition)? {
+            remove_rows(
+                &outputs,
+                &file,
+                &wanted,
+                config.output.zstd_level,
+                &mut report,
+            )?;
         }
     }
     if !pending.is_empty() {
@@ -88,7 +99,7 @@ pub fn retention(config: &Config, store: &dyn KeyStore, wait: Duration) -> Resul
         report.erasures_applied = pending.len() as u64;
     }
     report.quarantine_purged =
-        purge_quarantine(&layout, store, today, config.quarantine.retention_days)?;
+        purge_quarantine(&outputs, store, today, config.quarantine.retention_days)?;
     Ok(report)
 }
 
@@ -141,12 +152,13 @@ fn applicable(
 }
 
 fn remove_rows(
-    file: &std::path::Path,
+    outputs: &OutputStore,
+    file: &str,
     wanted: &HashMap<String, HashSet<String>>,
     zstd_level: i32,
     report: &mut RetentionReport,
 ) -> Result<()> {
-    let (schema, batches) = history::read(file)?;
+    let (schema, batches) = history::read(outputs, file)?;
     let mut kept = Vec::with_capacity(batches.len());
     let mut removed = 0;
     for batch in &batches {
@@ -160,13 +172,12 @@ fn remove_rows(
     }
     report.rows_removed += removed as u64;
     if kept.iter().all(|batch| batch.num_rows() == 0) {
-        fs::remove_file(file).with_context(|| format!("cannot delete {}", file.display()))?;
-        history::sync_dir(file)?;
+        outputs.delete(file)?;
         report.files_deleted += 1;
     } else {
-        history::replace(file, &schema, &kept, zstd_level)?;
+        history::replace(outputs, file, &schema, &kept, zstd_level)?;
         report.files_rewritten += 1;
     }
-    tracing::info!(file = %file.display(), rows = removed, "removed erased subjects' rows");
+    tracing::info!(file = %outputs.describe(file), rows = removed, "removed erased subjects' rows");
     Ok(())
 }

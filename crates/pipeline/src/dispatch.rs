@@ -2,13 +2,13 @@
 //! segment's quarantine day, and passes publication reports back.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
-use delink_datadir::{CheckpointFile, DataLayout, find_segment_day, utc_day};
+use anyhow::Context;
+use delink_datadir::{CheckpointFile, DataLayout, OutputStore, QuarantineDays, utc_day};
 use delink_model::{
     Checkpoint, LaneId, PipelineStopped, Published, RawBatch, SegmentId, SourceContext, SourceError,
 };
@@ -41,7 +41,7 @@ pub(crate) struct Dispatch {
     stop: Arc<AtomicBool>,
     in_flight: Arc<InFlight>,
     layout: DataLayout,
-    quarantine_root: PathBuf,
+    quarantine_days: QuarantineDays,
     lanes: HashMap<LaneId, LaneCursor>,
 }
 
@@ -53,17 +53,19 @@ impl Dispatch {
         stop: Arc<AtomicBool>,
         in_flight: Arc<InFlight>,
         layout: DataLayout,
-    ) -> Self {
-        Dispatch {
+        outputs: &OutputStore,
+    ) -> anyhow::Result<Self> {
+        Ok(Dispatch {
             work,
             recycled,
             published,
             stop,
             in_flight,
-            quarantine_root: layout.quarantine(),
+            quarantine_days: QuarantineDays::load(outputs)
+                .context("reading the days of quarantined segments")?,
             layout,
             lanes: HashMap::new(),
-        }
+        })
     }
 }
 
@@ -91,8 +93,16 @@ impl SourceContext for Dispatch {
                 Some((_, day)) => *day,
                 None => {
                     // A segment processed again keeps the quarantine day (and file) it had.
-                    let day = find_segment_day(&self.quarantine_root, &batch.segment.stem())
-                        .unwrap_or_else(|| utc_day(now_us));
+                    let today = utc_day(now_us);
+                    let day = self
+                        .quarantine_days
+                        .day_of(&batch.segment.stem(), today)
+                        .unwrap_or_else(|error| {
+                            // Publishing to the same store fails next, and stops the worker.
+                            tracing::warn!(error = %format!("{error:#}"), "cannot look up a segment's quarantine day");
+                            None
+                        })
+                        .unwrap_or(today);
                     self.in_flight
                         .opened(batch.lane, batch.segment.first_position, now_us);
                     cursor.segment = Some((batch.segment.clone(), day));

@@ -8,14 +8,12 @@
 //! and every later pseudonym would differ from the published ones.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use delink_datadir::DataLayout;
+use delink_datadir::{OutputStore, QUARANTINE, read_footer_metadata};
 use delink_keystore::KeyStore;
 use delink_model::Dataset;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::metadata::KeyValue;
 
 /// What the published output says about the key stores it was written with.
 #[derive(Debug, Default)]
@@ -27,18 +25,24 @@ pub(crate) struct PublishedOutput {
 }
 
 impl PublishedOutput {
-    /// Reads the footers of every published file under the data directory.
-    pub(crate) fn read(layout: &DataLayout) -> Result<Self> {
+    /// Reads the footers of every published file in the output store.
+    pub(crate) fn read(outputs: &OutputStore) -> Result<Self> {
         let mut output = PublishedOutput::default();
         let roots = [
-            layout.dataset(Dataset::History),
-            layout.dataset(Dataset::Devices),
-            layout.quarantine(),
+            Dataset::History.as_str(),
+            Dataset::Devices.as_str(),
+            QUARANTINE,
         ];
         for root in roots {
-            for file in published_files(&root)? {
+            for file in outputs.list(root)? {
+                if !file.key.ends_with(".parquet") {
+                    continue;
+                }
                 output.files += 1;
-                if let Some((store_id, position)) = store_of(&file)? {
+                let metadata = read_footer_metadata(outputs, &file)?;
+                if let Some((store_id, position)) = store_of(metadata.as_deref())
+                    .with_context(|| format!("in {}", outputs.describe(&file.key)))?
+                {
                     let needed = output.needs.entry(store_id).or_insert(0);
                     *needed = (*needed).max(position);
                 }
@@ -77,39 +81,8 @@ impl PublishedOutput {
     }
 }
 
-/// Lists visible `.parquet` files under `root`, recursively (date partitions).
-fn published_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            other => other.with_context(|| format!("cannot list {}", dir.display()))?,
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                pending.push(path);
-            } else if name.ends_with(".parquet") {
-                found.push(path);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Reads the key store a file was written with, when its footer names one.
-fn store_of(path: &Path) -> Result<Option<(String, u64)>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = SerializedFileReader::new(file)
-        .with_context(|| format!("{} is not readable Parquet", path.display()))?;
-    let metadata = reader.metadata().file_metadata().key_value_metadata();
+/// Reads the key store a file was written with, when its metadata names one.
+fn store_of(metadata: Option<&[KeyValue]>) -> Result<Option<(String, u64)>> {
     let value = |key: &str| {
         metadata
             .and_then(|pairs| pairs.iter().find(|pair| pair.key == key))
@@ -121,8 +94,6 @@ fn store_of(path: &Path) -> Result<Option<(String, u64)>> {
     ) else {
         return Ok(None);
     };
-    let position = position
-        .parse()
-        .with_context(|| format!("{} names a malformed key-store position", path.display()))?;
+    let position = position.parse().context("a malformed key-store position")?;
     Ok(Some((store_id, position)))
 }

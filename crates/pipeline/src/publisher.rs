@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 
 use anyhow::{Context, Result, anyhow};
-use delink_datadir::{CheckpointFile, DataLayout};
+use delink_datadir::{CheckpointFile, DataLayout, OutputStore, UploadJournal};
 use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, Published, SegmentId, SegmentRange};
-use delink_sink_parquet::{SealedFile, publish};
+use delink_sink_parquet::SealedFile;
 use delink_telemetry::{KeystoreOperation, Metrics, Output};
 
 use crate::in_flight::InFlight;
@@ -29,20 +29,27 @@ pub(crate) struct SealedSegment {
     pub(crate) rows: BTreeMap<Dataset, u64>,
 }
 
+/// Where and how segments are published.
+pub(crate) struct Destination<'a> {
+    pub(crate) layout: &'a DataLayout,
+    pub(crate) outputs: &'a OutputStore,
+    pub(crate) uploads: UploadJournal,
+    pub(crate) store: &'a dyn KeyStore,
+    pub(crate) dead_letters: Option<&'a dyn DeadLetters>,
+}
+
 /// Publishes segments as they arrive until the channel closes, reporting each to the source.
 pub(crate) fn publish_segments(
     segments: Receiver<SealedSegment>,
-    layout: &DataLayout,
-    store: &dyn KeyStore,
+    destination: &Destination<'_>,
     metrics: &Metrics,
     in_flight: &InFlight,
     reports: Sender<Published>,
-    dead_letters: Option<&dyn DeadLetters>,
 ) -> Result<()> {
     for segment in segments {
         let timer = metrics.publish_duration.start_timer();
         let (lane, end_position) = (segment.lane, segment.end_position);
-        let first = publish_segment(segment, layout, store, metrics, dead_letters)
+        let first = publish_segment(segment, destination, metrics)
             .inspect_err(|_| metrics.publish_errors.inc())?;
         metrics.segments_published.inc();
         timer.observe_duration();
@@ -60,43 +67,41 @@ pub(crate) fn publish_segments(
 /// Makes one segment's keys durable and its files visible; returns its first position.
 fn publish_segment(
     segment: SealedSegment,
-    layout: &DataLayout,
-    store: &dyn KeyStore,
+    destination: &Destination<'_>,
     metrics: &Metrics,
-    dead_letters: Option<&dyn DeadLetters>,
 ) -> Result<u64> {
-    // Before anything is visible: a published position implies its dead letters arrived.
-    if let Some(destination) = dead_letters {
-        destination
-            .flush()
-            .map_err(|error| anyhow!(error))
-            .context("dead letters were not delivered; the segment is not published")?;
+    let mut outputs = Vec::with_capacity(segment.files.len());
+    let mut sizes = Vec::with_capacity(segment.files.len());
+    let mut staged = Vec::with_capacity(segment.files.len());
+    for (output, file) in segment.files {
+        outputs.push(output);
+        sizes.push(file.bytes);
+        match file.stage(destination.outputs, &destination.uploads) {
+            Ok(upload) => staged.push(upload),
+            Err(error) => {
+                destination.outputs.abandon(staged);
+                return Err(error.into());
+            }
+        }
     }
-    metrics.count_keystore_operations(KeystoreOperation::Sync, 1);
-    store
-        .sync()
-        .inspect_err(|_| {
-            metrics.count_keystore_error(KeystoreOperation::Sync);
-        })
-        .context("cannot make new keys durable; the segment is not published")?;
     let range = SegmentRange {
         first: segment.segment.first_position,
         end: segment.end_position,
     };
     let checkpoint = segment
         .resumable
-        .then(|| CheckpointFile::new(layout, &segment.segment.source))
+        .then(|| CheckpointFile::new(destination.layout, &segment.segment.source))
         .transpose()?;
-    if let Some(checkpoint) = &checkpoint {
-        checkpoint.begin(range)?;
+    if let Err(error) = make_durable(destination, metrics, checkpoint.as_ref(), range) {
+        destination.outputs.abandon(staged);
+        return Err(error);
     }
-    let (outputs, files): (Vec<Output>, Vec<SealedFile>) = segment.files.into_iter().unzip();
-    publish(&files)?;
+    destination.outputs.commit(staged)?;
     if let Some(checkpoint) = &checkpoint {
         checkpoint.finish(range)?;
     }
-    for (output, file) in outputs.iter().zip(&files) {
-        metrics.count_published_file(*output, file.bytes);
+    for (output, bytes) in outputs.iter().zip(sizes) {
+        metrics.count_published_file(*output, bytes);
     }
     for (dataset, rows) in segment.rows {
         metrics
@@ -105,4 +110,32 @@ fn publish_segment(
             .inc_by(rows);
     }
     Ok(range.first)
+}
+
+/// Delivers the segment's dead letters, syncs its keys and records that it is being published.
+fn make_durable(
+    destination: &Destination<'_>,
+    metrics: &Metrics,
+    checkpoint: Option<&CheckpointFile>,
+    range: SegmentRange,
+) -> Result<()> {
+    // Before anything is visible: a published position implies its dead letters arrived.
+    if let Some(dead_letters) = destination.dead_letters {
+        dead_letters
+            .flush()
+            .map_err(|error| anyhow!(error))
+            .context("dead letters were not delivered; the segment is not published")?;
+    }
+    metrics.count_keystore_operations(KeystoreOperation::Sync, 1);
+    destination
+        .store
+        .sync()
+        .inspect_err(|_| {
+            metrics.count_keystore_error(KeystoreOperation::Sync);
+        })
+        .context("cannot make new keys durable; the segment is not published")?;
+    if let Some(checkpoint) = checkpoint {
+        checkpoint.begin(range)?;
+    }
+    Ok(())
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use delink_anonymise::{MICROAGGREGATED_METADATA, published_schema, steps_metadata};
 use delink_config::Config;
-use delink_datadir::{DataLayout, WorkerSpace, purge_quarantine, quarantine_schema, utc_day};
+use delink_datadir::{
+    DataLayout, OutputStore, QUARANTINE, WorkerSpace, purge_quarantine, quarantine_schema, utc_day,
+};
 use delink_decode::DecodeLimits;
 use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore, KeyStoreError};
 use delink_keystore_postgres::PostgresKeyStore;
@@ -27,7 +29,7 @@ use crate::in_flight::InFlight;
 use crate::keys::{KeyCache, MAX_CACHED_KEYS};
 use crate::lanes::{OrderedStage, Outputs};
 use crate::provenance::PublishedOutput;
-use crate::publisher::publish_segments;
+use crate::publisher::{Destination, publish_segments};
 use crate::summary::RunSummary;
 use crate::worker::{ProcessedBatch, QuarantineKeys, WorkerContext, process};
 
@@ -50,7 +52,7 @@ pub fn open_key_store(config: &Config, access: StoreAccess) -> Result<Arc<dyn Ke
              is complete; move it out (keystore.kek_file or DELINK_KEK), then `delink keys rotate` and `keys retire`"
         );
     }
-    let published = PublishedOutput::read(&DataLayout::new(&config.data_dir))?;
+    let published = PublishedOutput::read(&OutputStore::for_config(config)?)?;
     // A data directory with output never gets a new store: it would re-key everything.
     let create = access == StoreAccess::CreateIfMissing && !published.exists();
     let store: Arc<dyn KeyStore> = match config.keystore.backend.as_str() {
@@ -124,6 +126,7 @@ pub struct Pipeline {
     store: Arc<dyn KeyStore>,
     metrics: Arc<Metrics>,
     layout: DataLayout,
+    outputs: OutputStore,
     space: WorkerSpace,
     stop: Arc<AtomicBool>,
     health: Arc<Health>,
@@ -143,7 +146,8 @@ impl Pipeline {
         })?;
         let store = open_key_store(&config, StoreAccess::CreateIfMissing)
             .context("nothing was processed")?;
-        let space = WorkerSpace::claim(&layout)?;
+        let outputs = OutputStore::for_config(&config)?;
+        let space = WorkerSpace::claim(&layout, &outputs)?;
         let health = Arc::new(Health::new());
         health.set_key_store_open(true);
         Ok(Pipeline {
@@ -152,6 +156,7 @@ impl Pipeline {
             store,
             metrics,
             layout,
+            outputs,
             space,
             stop: Arc::new(AtomicBool::new(false)),
             health,
@@ -238,19 +243,25 @@ impl Pipeline {
                 Arc::clone(&self.stop),
                 Arc::clone(&in_flight),
                 self.layout.clone(),
-            );
+                &self.outputs,
+            )?;
             let in_flight = in_flight.as_ref();
             let publisher = std::thread::Builder::new()
                 .name("delink-publisher".to_owned())
                 .spawn_scoped(scope, move || {
+                    let destination = Destination {
+                        layout: &self.layout,
+                        outputs: &self.outputs,
+                        uploads: self.space.uploads(),
+                        store: self.store.as_ref(),
+                        dead_letters: self.dead_letters.as_deref(),
+                    };
                     publish_segments(
                         publish_rx,
-                        &self.layout,
-                        self.store.as_ref(),
+                        &destination,
                         &self.metrics,
                         in_flight,
                         report_tx,
-                        self.dead_letters.as_deref(),
                     )
                 })?;
             let reader = std::thread::Builder::new()
@@ -299,7 +310,7 @@ impl Pipeline {
             &self.metrics,
             started.elapsed(),
             purged,
-            self.layout.clone(),
+            self.outputs.clone(),
         );
         summary.risk = self.assess_risk();
         Ok(summary)
@@ -359,7 +370,7 @@ impl Pipeline {
         if !self.config.risk.assess_after_run {
             return None;
         }
-        let report = match delink_risk::assess(self.layout.root(), &self.config.risk) {
+        let report = match delink_risk::assess(&self.outputs, &self.config.risk) {
             Ok(report) => report,
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "the privacy-risk assessment failed");
@@ -438,7 +449,7 @@ impl Pipeline {
     fn housekeeping(&self) -> Result<u64> {
         let today = utc_day(chrono::Utc::now().timestamp_micros());
         let purged = purge_quarantine(
-            &self.layout,
+            &self.outputs,
             self.store.as_ref(),
             today,
             self.config.quarantine.retention_days,
@@ -500,7 +511,6 @@ impl Pipeline {
             metadata: provenance.clone(),
         };
         let staging = self.space.staging();
-        let layout = &self.layout;
         let plan = &self.plan;
         let anonymity = plan.devices.anonymity.clone();
         let devices_published = published_schema(&context.devices_schema, anonymity.as_ref());
@@ -514,19 +524,19 @@ impl Pipeline {
         }
         Ok(Outputs {
             history: PartitionedWriter::create(
-                &layout.dataset(Dataset::History),
+                Dataset::History.as_str(),
                 &staging,
                 context.history_schema.clone(),
                 options("history", distinct_valued_columns(&plan.history)),
             )?,
             devices: PartitionedWriter::create(
-                &layout.dataset(Dataset::Devices),
+                Dataset::Devices.as_str(),
                 &staging,
                 devices_published.clone(),
                 devices_options,
             )?,
             quarantine: PartitionedWriter::create(
-                &layout.quarantine(),
+                QUARANTINE,
                 &staging,
                 quarantine_schema(),
                 options("quarantine", vec!["sealed_record".to_owned()]),

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use delink_datadir::DataLayout;
+use delink_datadir::{OutputStore, QUARANTINE};
 use delink_model::Dataset;
 use delink_risk::RiskReport;
 use delink_telemetry::Metrics;
@@ -21,7 +21,7 @@ pub struct RunSummary {
     /// Peak resident memory of the process, when the OS tells.
     pub peak_rss_bytes: Option<u64>,
     /// Where the output is.
-    pub layout: DataLayout,
+    pub outputs: OutputStore,
     /// devices/ rows published per profile level (coarsening steps taken).
     pub profile_levels: BTreeMap<u32, u64>,
     /// devices/ rows whose profile has fewer than k chargers after every step.
@@ -35,14 +35,14 @@ impl RunSummary {
         metrics: &Metrics,
         elapsed: Duration,
         purged: u64,
-        layout: DataLayout,
+        outputs: OutputStore,
     ) -> Self {
         RunSummary {
             totals: Progress::of(metrics),
             elapsed,
             quarantine_partitions_purged: purged,
             peak_rss_bytes: peak_rss_bytes(),
-            layout,
+            outputs,
             profile_levels: metrics.profile_counts(),
             profile_rows_below_k: metrics.profile_rows_below_k(),
             risk: None,
@@ -83,19 +83,19 @@ impl fmt::Display for RunSummary {
             f,
             "  history rows         {}   -> {}",
             totals.history_rows,
-            self.layout.dataset(Dataset::History).display()
+            self.outputs.describe(Dataset::History.as_str())
         )?;
         writeln!(
             f,
             "  devices rows         {}   -> {}",
             totals.devices_rows,
-            self.layout.dataset(Dataset::Devices).display()
+            self.outputs.describe(Dataset::Devices.as_str())
         )?;
         writeln!(
             f,
             "  quarantined          {}   -> {} (encrypted)",
             totals.quarantined(),
-            self.layout.quarantine().display()
+            self.outputs.describe(QUARANTINE)
         )?;
         for (reason, count) in &totals.rejected {
             writeln!(f, "    {:<20} {count}", reason.as_str())?;

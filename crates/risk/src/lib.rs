@@ -20,9 +20,9 @@ mod profiles;
 mod table;
 
 use std::fmt;
-use std::path::Path;
 
 use anyhow::Result;
+use delink_datadir::OutputStore;
 use serde::Serialize;
 
 pub use delink_config::RiskConfig;
@@ -106,10 +106,10 @@ impl RiskReport {
     }
 }
 
-/// Plays every attack on the outputs under `data_dir`.
-pub fn assess(data_dir: &Path, thresholds: &RiskConfig) -> Result<RiskReport> {
-    let history = Table::read(&data_dir.join("history"))?;
-    let devices = Table::read(&data_dir.join("devices"))?;
+/// Plays every attack on the outputs.
+pub fn assess(outputs: &OutputStore, thresholds: &RiskConfig) -> Result<RiskReport> {
+    let history = Table::read(outputs, "history")?;
+    let devices = Table::read(outputs, "devices")?;
     let chargers = |table: &Table| -> Result<Vec<String>> {
         match table.column("charger.serial") {
             Some(column) => column.text(),

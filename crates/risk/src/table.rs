@@ -1,14 +1,12 @@
 //! One dataset of a data directory, read whole, with what each column is.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use delink_datadir::{OutputStore, read_parquet};
 
 /// A column as the writer described it in the field metadata.
 pub(crate) struct TableColumn {
@@ -50,28 +48,22 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// Reads every visible Parquet file under `root` (recursively).
-    pub(crate) fn read(root: &Path) -> Result<Table> {
-        let mut files = Vec::new();
-        parquet_files(root, &mut files)?;
-        files.sort();
+    /// Reads every visible Parquet file below the key `prefix` of the outputs.
+    pub(crate) fn read(outputs: &OutputStore, prefix: &str) -> Result<Table> {
+        let files = outputs.list(prefix)?.into_iter().filter(|object| {
+            object.key.ends_with(".parquet")
+                && !object.key.split('/').any(|part| part.starts_with('_'))
+        });
         let mut batches: Vec<RecordBatch> = Vec::new();
         let mut metadata = HashMap::new();
-        for file in &files {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(
-                fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-            )
-            .with_context(|| format!("{} is not readable Parquet", file.display()))?;
+        for file in files {
+            let content = read_parquet(outputs, &file.key)?;
             if metadata.is_empty() {
-                let pairs = builder.metadata().file_metadata().key_value_metadata();
-                for pair in pairs.into_iter().flatten() {
-                    metadata.insert(pair.key.clone(), pair.value.clone().unwrap_or_default());
+                for pair in content.metadata.into_iter().flatten() {
+                    metadata.insert(pair.key, pair.value.unwrap_or_default());
                 }
             }
-            let reader = builder.build()?;
-            for batch in reader {
-                batches.push(batch?);
-            }
+            batches.extend(content.batches);
         }
         let Some(first) = batches.first() else {
             return Ok(Table {
@@ -87,7 +79,7 @@ impl Table {
         {
             bail!(
                 "{} holds files of different layouts (written under different policies); assess them apart",
-                root.display()
+                outputs.describe(prefix)
             );
         }
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
@@ -125,24 +117,4 @@ impl Table {
 
 fn arrow_select_concat(parts: &[&dyn arrow_array::Array]) -> Result<ArrayRef> {
     Ok(arrow_select::concat::concat(parts)?)
-}
-
-fn parquet_files(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        other => other.with_context(|| format!("cannot list {}", dir.display()))?,
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
-            parquet_files(&entry.path(), found)?;
-        } else if name.ends_with(".parquet") {
-            found.push(entry.path());
-        }
-    }
-    Ok(())
 }

@@ -21,6 +21,14 @@ pub enum SinkError {
         /// The encoder's error.
         source: Box<parquet::errors::ParquetError>,
     },
+    /// The output store did not take a file.
+    #[error("publishing {key} failed: {source:#}")]
+    Publish {
+        /// The file's key in the output store.
+        key: String,
+        /// The store's error.
+        source: anyhow::Error,
+    },
 }
 
 /// The result type of this crate.

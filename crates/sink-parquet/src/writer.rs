@@ -12,7 +12,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use delink_datadir::{create_private_dir_all, create_private_file};
+use delink_datadir::{OutputStore, StagedUpload, UploadJournal, create_private_file};
 
 use crate::error::io;
 use crate::{Result, SinkError};
@@ -32,7 +32,7 @@ pub struct WriterOptions {
     pub dataset: String,
     /// Columns written without a dictionary because their values are nearly all distinct.
     pub plain_columns: Vec<String>,
-    /// The output may hold personal data: its directories and files are owner-only.
+    /// The output may hold personal data: locally, its directories and files are owner-only.
     pub owner_only: bool,
     /// Key-value metadata of every file (provenance), besides `delink.dataset`.
     pub metadata: Vec<(String, String)>,
@@ -43,7 +43,8 @@ pub struct WriterOptions {
 pub struct SealedFile {
     file: File,
     staged: PathBuf,
-    final_path: PathBuf,
+    key: String,
+    private: bool,
     /// Rows in the file.
     pub rows: u64,
     /// Size of the file in bytes.
@@ -51,23 +52,40 @@ pub struct SealedFile {
 }
 
 impl SealedFile {
-    /// Returns where the file will be visible once published.
-    pub fn final_path(&self) -> &Path {
-        &self.final_path
+    /// Returns the key the file will be visible under once published
+    /// (`<output>/<partition>/part-<stem>.parquet`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Sends the file to `outputs` without making it visible (see [`OutputStore::stage`]);
+    /// [`OutputStore::commit`] publishes it. The staged copy goes once this returns.
+    pub fn stage(self, outputs: &OutputStore, journal: &UploadJournal) -> Result<StagedUpload> {
+        let staged = outputs
+            .stage(&self.file, &self.staged, &self.key, self.private, journal)
+            .map_err(|source| SinkError::Publish {
+                key: self.key.clone(),
+                source,
+            })?;
+        if outputs.local_root().is_none() {
+            // Uploaded: the local copy has served its purpose.
+            let _ = fs::remove_file(&self.staged);
+        }
+        Ok(staged)
     }
 }
 
 struct OpenFile {
     writer: ArrowWriter<File>,
     staged: PathBuf,
-    final_path: PathBuf,
+    key: String,
     rows: u64,
 }
 
-/// Describes one output (its root, schema and file properties) and starts its segments.
+/// Describes one output (its key prefix, schema and file properties) and starts its segments.
 #[derive(Debug)]
 pub struct PartitionedWriter {
-    root: PathBuf,
+    prefix: String,
     staging: PathBuf,
     schema: SchemaRef,
     properties: WriterProperties,
@@ -75,21 +93,19 @@ pub struct PartitionedWriter {
 }
 
 impl PartitionedWriter {
-    /// Prepares the output under `root`, staging its files in `staging` (a directory of
-    /// the calling worker's own, on the same filesystem, outside every dataset root).
+    /// Prepares the output published under the key `prefix` (e.g. `history`), staging
+    /// its files in `staging` (a directory of the calling worker's own, on the same
+    /// filesystem as a local output, outside every dataset root).
     pub fn create(
-        root: &Path,
+        prefix: &str,
         staging: &Path,
         schema: SchemaRef,
         options: WriterOptions,
     ) -> Result<Arc<Self>> {
         fs::create_dir_all(staging).map_err(io("creating the staging directory", staging))?;
-        if options.owner_only {
-            create_private_dir_all(root).map_err(io("creating the output directory", root))?;
-        }
         let level =
             ZstdLevel::try_new(options.zstd_level).map_err(|source| SinkError::Parquet {
-                path: root.to_path_buf(),
+                path: staging.to_path_buf(),
                 source: Box::new(source),
             })?;
         let mut properties = WriterProperties::builder()
@@ -111,7 +127,7 @@ impl PartitionedWriter {
         }
         let properties = properties.build();
         Ok(Arc::new(PartitionedWriter {
-            root: root.to_path_buf(),
+            prefix: prefix.to_owned(),
             staging: staging.to_path_buf(),
             schema,
             properties,
@@ -189,7 +205,7 @@ impl SegmentFiles {
 
     /// Closes every file of the segment (footer written, with `metadata` added to its
     /// key-value metadata) without making it visible; the caller publishes them with
-    /// [`publish`], which fsyncs them first.
+    /// [`SealedFile::stage`] and [`OutputStore::commit`].
     pub fn seal(self, metadata: &[(String, String)]) -> Result<Vec<SealedFile>> {
         let mut sealed = Vec::with_capacity(self.open.len());
         for mut file in self.open.into_values() {
@@ -212,7 +228,8 @@ impl SegmentFiles {
             sealed.push(SealedFile {
                 file: inner,
                 staged,
-                final_path: file.final_path,
+                key: file.key,
+                private: self.output.options.owner_only,
                 rows: file.rows,
                 bytes,
             });
@@ -224,13 +241,6 @@ impl SegmentFiles {
 /// Opens the staged file of one partition and segment.
 fn open_file(output: &PartitionedWriter, partition: &str, stem: &str) -> Result<OpenFile> {
     let file_name = format!("part-{stem}.parquet");
-    let partition_dir = output.root.join(partition);
-    let created = if output.options.owner_only {
-        create_private_dir_all(&partition_dir)
-    } else {
-        fs::create_dir_all(&partition_dir)
-    };
-    created.map_err(io("creating a partition directory", &partition_dir))?;
     let staged = output.staging.join(format!(
         "{}--{partition}--{file_name}.tmp",
         output.options.dataset
@@ -249,33 +259,9 @@ fn open_file(output: &PartitionedWriter, partition: &str, stem: &str) -> Result<
     Ok(OpenFile {
         writer,
         staged,
-        final_path: partition_dir.join(file_name),
+        key: format!("{}/{partition}/{file_name}", output.prefix),
         rows: 0,
     })
-}
-
-/// Publishes sealed files: each is fsynced, then renamed into its partition (replacing a
-/// file of the same name from an earlier run), then each partition directory is fsynced.
-pub fn publish(files: &[SealedFile]) -> Result<()> {
-    for file in files {
-        file.file
-            .sync_all()
-            .map_err(io("syncing a staged file", &file.staged))?;
-    }
-    let mut directories = std::collections::BTreeSet::new();
-    for file in files {
-        fs::rename(&file.staged, &file.final_path)
-            .map_err(io("publishing a file", &file.final_path))?;
-        if let Some(parent) = file.final_path.parent() {
-            directories.insert(parent.to_path_buf());
-        }
-    }
-    for directory in directories {
-        File::open(&directory)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io("syncing a partition directory", &directory))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,17 +1,14 @@
 //! Reading the quarantine back: what operators use to inspect and replay rejected input.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use delink_keystore::KeyStore;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::DataLayout;
-use crate::quarantine::{QuarantineColumns, open_quarantined};
+use crate::quarantine::{QUARANTINE, QuarantineColumns, open_quarantined};
+use crate::{OutputStore, read_parquet};
 
 /// One quarantined record, decrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +26,13 @@ pub struct QuarantinedRecord {
 }
 
 /// Counts quarantined records by partition date and reason, without decrypting anything.
-pub fn quarantine_counts(layout: &DataLayout) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+pub fn quarantine_counts(outputs: &OutputStore) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for (date, path) in quarantine_files(&layout.quarantine(), None)? {
-        for batch in read_file(&path)? {
+    for (date, key) in quarantine_files(outputs, None)? {
+        for batch in read_parquet(outputs, &key)?.batches {
             let reasons = batch
                 .column_by_name("reason")
-                .ok_or_else(|| anyhow!("{} has no reason column", path.display()))?
+                .ok_or_else(|| anyhow!("{} has no reason column", outputs.describe(&key)))?
                 .as_string::<i32>();
             for reason in reasons.iter().flatten() {
                 *counts
@@ -51,16 +48,16 @@ pub fn quarantine_counts(layout: &DataLayout) -> Result<BTreeMap<String, BTreeMa
 
 /// Decrypts every quarantined record of one partition date (`YYYY-MM-DD`), in input order.
 pub fn quarantined_records(
-    layout: &DataLayout,
+    outputs: &OutputStore,
     store: &dyn KeyStore,
     date: &str,
 ) -> Result<Vec<QuarantinedRecord>> {
     let mut records = Vec::new();
-    for (_, path) in quarantine_files(&layout.quarantine(), Some(date))? {
-        for batch in read_file(&path)? {
+    for (_, key) in quarantine_files(outputs, Some(date))? {
+        for batch in read_parquet(outputs, &key)?.batches {
             records.extend(
                 decrypt_batch(&batch, store, date)
-                    .with_context(|| format!("in {}", path.display()))?,
+                    .with_context(|| format!("in {}", outputs.describe(&key)))?,
             );
         }
     }
@@ -107,45 +104,21 @@ fn decrypt_batch(
     Ok(records)
 }
 
-/// Lists `(date, file)` of the visible quarantine files, optionally of one date.
-pub(crate) fn quarantine_files(root: &Path, only: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+/// Lists `(date, key)` of the visible quarantine files, optionally of one date.
+pub(crate) fn quarantine_files(
+    outputs: &OutputStore,
+    only: Option<&str>,
+) -> Result<Vec<(String, String)>> {
     let mut files = Vec::new();
-    if !root.exists() {
-        return Ok(files);
-    }
-    for partition in
-        std::fs::read_dir(root).with_context(|| format!("reading {}", root.display()))?
-    {
-        let partition = partition?.path();
-        let Some(date) = partition
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_prefix("date="))
-            .map(str::to_owned)
-        else {
-            continue;
-        };
+    for (date, partition) in outputs.partitions(QUARANTINE)? {
         if only.is_some_and(|wanted| wanted != date) {
             continue;
         }
-        for file in std::fs::read_dir(&partition)? {
-            let file = file?.path();
-            if file
-                .extension()
-                .is_some_and(|extension| extension == "parquet")
-            {
-                files.push((date.clone(), file));
+        for object in outputs.list(&partition)? {
+            if object.key.ends_with(".parquet") {
+                files.push((date.clone(), object.key));
             }
         }
     }
-    files.sort();
     Ok(files)
-}
-
-pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{} is not a parquet file", path.display()))?
-        .build()?;
-    reader.map(|batch| batch.map_err(Into::into)).collect()
 }

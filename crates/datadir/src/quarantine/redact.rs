@@ -6,19 +6,15 @@
 //! affected file is rewritten without those rows (staged, fsynced, renamed over
 //! the original), or deleted when none is left.
 
-use std::fs::{self, File};
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
 use delink_keystore::KeyStore;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::inspect::{quarantine_files, read_file};
-use crate::{DataLayout, QuarantineColumns, create_private_file, open_quarantined};
+use super::inspect::quarantine_files;
+use crate::{OutputStore, QuarantineColumns, open_quarantined, read_parquet, write_parquet};
 
 /// Shortest identifier also matched with separators (spaces, `:`, `-`) ignored.
 const MIN_COMPACT_MATCH: usize = 8;
@@ -27,7 +23,7 @@ const MIN_COMPACT_MATCH: usize = 8;
 /// case-insensitively, and without separators for long ones); returns how many went.
 /// Records whose day key is gone can no longer be read by anyone and are left.
 pub fn remove_quarantined_mentions(
-    layout: &DataLayout,
+    outputs: &OutputStore,
     store: &dyn KeyStore,
     identifiers: &[String],
 ) -> Result<u64> {
@@ -36,18 +32,18 @@ pub fn remove_quarantined_mentions(
         return Ok(0);
     }
     let mut removed = 0;
-    for (date, path) in quarantine_files(&layout.quarantine(), None)? {
-        let batches = read_file(&path)?;
+    for (date, key) in quarantine_files(outputs, None)? {
+        let batches = read_parquet(outputs, &key)?.batches;
         let mut kept_batches = Vec::with_capacity(batches.len());
         let mut removed_here = 0;
         for batch in &batches {
             let keep = rows_to_keep(batch, store, &date, &needles)
-                .with_context(|| format!("in {}", path.display()))?;
+                .with_context(|| format!("in {}", outputs.describe(&key)))?;
             removed_here += keep.false_count() as u64;
             kept_batches.push(filter_record_batch(batch, &keep)?);
         }
         if removed_here > 0 {
-            replace_file(&path, &kept_batches)?;
+            replace_file(outputs, &key, &kept_batches)?;
             removed += removed_here;
         }
     }
@@ -128,31 +124,18 @@ fn rows_to_keep(
     Ok(BooleanArray::from(keep))
 }
 
-/// Writes `batches` over `path` atomically, or deletes it when they hold no row.
-fn replace_file(path: &Path, batches: &[RecordBatch]) -> Result<()> {
+/// Writes `batches` over `key` atomically, or deletes it when they hold no row.
+fn replace_file(outputs: &OutputStore, key: &str, batches: &[RecordBatch]) -> Result<()> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let directory = path
-        .parent()
-        .context("a quarantine file outside a partition")?;
-    if rows == 0 {
-        fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
-    } else {
-        let staged = path.with_extension("parquet.redact");
-        let file = create_private_file(&staged)
-            .with_context(|| format!("cannot create {}", staged.display()))?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-            .build();
-        let mut writer = ArrowWriter::try_new(file, batches[0].schema(), Some(properties))?;
-        for batch in batches {
-            writer.write(batch)?;
+    match batches.first() {
+        Some(first) if rows > 0 => {
+            let properties = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .build();
+            write_parquet(outputs, key, &first.schema(), batches, properties, true)
         }
-        writer.into_inner()?.sync_all()?;
-        fs::rename(&staged, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        _ => outputs.delete(key),
     }
-    File::open(directory)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("cannot sync {}", directory.display()))
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ fn batch(values: std::ops::Range<i64>) -> RecordBatch {
 
 fn visible_parquet(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
+    if !root.exists() {
+        return found;
+    }
     for partition in fs::read_dir(root).expect("root") {
         let partition = partition.expect("entry").path();
         if partition
@@ -42,6 +45,14 @@ fn visible_parquet(root: &Path) -> Vec<PathBuf> {
     found
 }
 
+fn publish(outputs: &OutputStore, sealed: Vec<SealedFile>, journal: &UploadJournal) {
+    let staged = sealed
+        .into_iter()
+        .map(|file| file.stage(outputs, journal).expect("stage"))
+        .collect();
+    outputs.commit(staged).expect("commit");
+}
+
 fn rows_in(path: &Path) -> usize {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open"))
         .expect("parquet")
@@ -55,9 +66,11 @@ fn nothing_is_visible_until_published_and_rerun_replaces() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("out");
     let staging = dir.path().join("staging");
+    let outputs = OutputStore::local(dir.path()).expect("outputs");
+    let journal = UploadJournal::new(&dir.path().join("uploads"));
     for _run in 0..2 {
         let output =
-            PartitionedWriter::create(&root, &staging, batch(0..1).schema(), options(1 << 20))
+            PartitionedWriter::create("out", &staging, batch(0..1).schema(), options(1 << 20))
                 .expect("create");
         let mut segment = output.start_segment("src-0000000000");
         segment
@@ -71,20 +84,17 @@ fn nothing_is_visible_until_published_and_rerun_replaces() {
             .expect("write");
         let sealed = segment.seal(&[]).expect("seal");
         assert!(sealed.iter().all(|f| f.bytes > 0));
-        assert!(sealed.iter().all(|f| {
-            f.final_path().ends_with(
-                Path::new(
-                    f.final_path()
-                        .parent()
-                        .and_then(Path::file_name)
-                        .expect("partition"),
-                )
-                .join("part-src-0000000000.parquet"),
-            )
-        }));
+        let keys: Vec<&str> = sealed.iter().map(SealedFile::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "out/date=2026-11-20/part-src-0000000000.parquet",
+                "out/date=2026-11-21/part-src-0000000000.parquet"
+            ]
+        );
         assert_eq!(sealed.iter().map(|f| f.rows).sum::<u64>(), 20);
         let visible_before = visible_parquet(&root);
-        publish(&sealed).expect("publish");
+        publish(&outputs, sealed, &journal);
         let visible = visible_parquet(&root);
         assert_eq!(visible.len(), 2);
         assert!(visible_before.is_empty() || visible_before == visible);
@@ -95,9 +105,9 @@ fn nothing_is_visible_until_published_and_rerun_replaces() {
 #[test]
 fn a_tiny_budget_flushes_row_groups_early() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("out");
+    let outputs = OutputStore::local(dir.path()).expect("outputs");
     let output = PartitionedWriter::create(
-        &root,
+        "out",
         &dir.path().join("staging"),
         batch(0..1).schema(),
         options(1),
@@ -110,8 +120,9 @@ fn a_tiny_budget_flushes_row_groups_early() {
             .expect("write");
     }
     let sealed = segment.seal(&[]).expect("seal");
-    publish(&sealed).expect("publish");
-    let file = File::open(sealed[0].final_path()).expect("open");
+    let path = dir.path().join(sealed[0].key());
+    publish(&outputs, sealed, &UploadJournal::new(dir.path()));
+    let file = File::open(path).expect("open");
     let metadata = ParquetRecordBatchReaderBuilder::try_new(file)
         .expect("parquet")
         .metadata()
