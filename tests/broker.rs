@@ -156,6 +156,9 @@ pub(crate) struct Moto {
 impl Moto {
     /// The bucket tansu's `s3://tansu/` storage engine writes to.
     pub(crate) const BUCKET: &'static str = "tansu";
+    /// Credentials moto accepts (any); distinctive, so a log that quoted them would show.
+    pub(crate) const ACCESS_KEY_ID: &'static str = "AKIAMOTOTESTKEY7Q2X";
+    pub(crate) const SECRET_ACCESS_KEY: &'static str = "moto-secret-9d4c1f0b7e2a";
 
     /// Starts moto and creates [`Moto::BUCKET`].
     pub(crate) fn start() -> Moto {
@@ -184,8 +187,8 @@ impl Moto {
         vec![
             ("AWS_ENDPOINT", self.endpoint()),
             ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_ACCESS_KEY_ID", Moto::ACCESS_KEY_ID.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", Moto::SECRET_ACCESS_KEY.to_owned()),
             ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
             ("AWS_REGION", "us-east-1".to_owned()),
             ("AWS_ALLOW_HTTP", "true".to_owned()),

@@ -147,18 +147,29 @@ fn a_run_into_a_bucket_is_read_by_pyarrow_and_polars_and_rewritten_by_retention_
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let summary_file = dir.path().join("summary.json");
-    command(
-        &lake,
-        &data,
-        &[
-            "run",
-            input.path.to_str().expect("path"),
-            "--progress",
-            "never",
-            "--summary-json",
-            summary_file.to_str().expect("path"),
-        ],
+    let run = run_ok(
+        delink()
+            .args(["run", "--progress", "never", "--data-dir"])
+            .arg(&data)
+            .arg("--summary-json")
+            .arg(&summary_file)
+            .arg(&input.path)
+            .env("DELINK_KEK", KEK)
+            .env("RUST_LOG", "debug")
+            .envs(lake.settings()),
     );
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        logs.contains("outputs are published here") && logs.contains("s3://lake/delink/"),
+        "the run names its outputs"
+    );
+    for credential in [Moto::ACCESS_KEY_ID, Moto::SECRET_ACCESS_KEY] {
+        assert!(!logs.contains(credential), "a credential in the log");
+    }
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary_file).expect("summary")).expect("JSON");
     for output in ["history", "devices", "quarantine"] {

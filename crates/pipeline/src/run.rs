@@ -147,6 +147,7 @@ impl Pipeline {
         let store = open_key_store(&config, StoreAccess::CreateIfMissing)
             .context("nothing was processed")?;
         let outputs = OutputStore::for_config(&config)?;
+        tracing::info!(outputs = %outputs.describe(""), "outputs are published here");
         let space = WorkerSpace::claim(&layout, &outputs)?;
         let health = Arc::new(Health::new());
         health.set_key_store_open(true);
