@@ -421,7 +421,9 @@ impl OutputStore {
                 let path = self.path(key)?;
                 let id = block_on(multipart.create_multipart(&path))
                     .with_context(|| format!("cannot start uploading {}", self.describe(key)))?;
-                let journal_entry = journal.record(path.as_ref(), &id)?;
+                let journal_entry = journal.record(path.as_ref(), &id).inspect_err(|_| {
+                    let _ = block_on(multipart.abort_multipart(&path, &id));
+                })?;
                 let parts = self
                     .upload_parts(multipart.as_ref(), &path, &id, staged)
                     .inspect_err(|_| {
