@@ -218,6 +218,21 @@ fn a_run_into_a_bucket_is_read_by_pyarrow_and_polars_and_rewritten_by_retention_
         "{listing}"
     );
 
+    // The adversary's attacks read the bucket too, named by its URL.
+    let risk = delink()
+        .args(["risk", "--json", &lake.location()])
+        .envs(lake.settings())
+        .output()
+        .expect("risk runs");
+    assert!(
+        matches!(risk.status.code(), Some(0 | 5)),
+        "{}",
+        String::from_utf8_lossy(&risk.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&risk.stdout).expect("a JSON report");
+    assert_eq!(report["history_rows"], summary["history_rows"]);
+    assert_eq!(report["devices_rows"], summary["devices_rows"]);
+
     // Erasure: retention rewrites the bucket's history objects without the subject's rows.
     let account = input
         .lines
