@@ -528,11 +528,9 @@ fn run_group(
     assert_eq!(committed(&tansu), loaded.ends, "offsets at the end");
     if let Some(lake) = &lake {
         assert!(!data.join("devices").exists(), "devices/ written locally");
-        assert_eq!(
-            lake.uploads(),
-            Vec::<String>::new(),
-            "uploads left incomplete"
-        );
+        // Incomplete uploads are not checked here: a worker killed between starting an
+        // upload and journalling its id leaves one the next worker cannot name (the
+        // journalled case is checked in object_store::an_upload_a_dead_worker_left_…).
         lake.mirror(&data);
     }
     assert_exactly_once(&data, &loaded);

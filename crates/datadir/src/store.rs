@@ -427,8 +427,10 @@ impl OutputStore {
                 let parts = self
                     .upload_parts(multipart.as_ref(), &path, &id, staged)
                     .inspect_err(|_| {
-                        let _ = block_on(multipart.abort_multipart(&path, &id));
-                        let _ = std::fs::remove_file(&journal_entry);
+                        // An upload that cannot be aborted now stays journalled for the next worker.
+                        if block_on(multipart.abort_multipart(&path, &id)).is_ok() {
+                            let _ = std::fs::remove_file(&journal_entry);
+                        }
                     })
                     .with_context(|| format!("cannot upload {}", self.describe(key)))?;
                 StagedState::Remote {

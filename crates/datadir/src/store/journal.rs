@@ -40,13 +40,14 @@ impl UploadJournal {
             path: path.to_owned(),
             upload_id: id.clone(),
         })?;
-        let staged = entry.with_extension("new");
-        fs::File::create(&staged)
+        // One small write straight to the entry's name, so the upload is journalled
+        // microseconds after it exists (a staged file and a rename would leave a
+        // worker killed during the fsync with an upload nobody can name).
+        fs::File::create(&entry)
             .and_then(|mut file| {
                 std::io::Write::write_all(&mut file, &bytes)?;
                 file.sync_all()
             })
-            .and_then(|()| fs::rename(&staged, &entry))
             .and_then(|()| fs::File::open(&self.dir)?.sync_all())
             .with_context(|| format!("cannot journal an upload in {}", self.dir.display()))?;
         Ok(entry)
@@ -67,12 +68,52 @@ impl UploadJournal {
             if path.extension().is_none_or(|extension| extension != "json") {
                 continue;
             }
-            let entry: Entry = fs::read(&path)
+            let parsed = fs::read(&path)
                 .map_err(anyhow::Error::from)
-                .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
-                .with_context(|| format!("{} is not an upload journal entry", path.display()))?;
-            found.push((path, entry.path, entry.upload_id));
+                .and_then(|bytes| Ok(serde_json::from_slice::<Entry>(&bytes)?));
+            match parsed {
+                Ok(entry) => found.push((path, entry.path, entry.upload_id)),
+                Err(error) => {
+                    // Torn by a power loss: its upload cannot be named, and is left to the
+                    // bucket's lifecycle rule; it must not keep workers from starting.
+                    tracing::warn!(entry = %path.display(), error = %format!("{error:#}"), "dropping an unreadable upload journal entry");
+                    fs::remove_file(&path)
+                        .with_context(|| format!("cannot remove {}", path.display()))?;
+                }
+            }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_listed_until_removed_and_a_torn_one_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = UploadJournal::new(&dir.path().join("uploads"));
+        assert!(journal.entries().expect("entries").is_empty());
+        let entry = journal
+            .record(
+                "delink/history/date=2026-11-20/part-a.parquet",
+                &"id-1".to_owned(),
+            )
+            .expect("record");
+        let torn = dir.path().join("uploads/torn.json");
+        fs::write(&torn, b"{\"path\": \"delink/hist").expect("torn");
+        let listed = journal.entries().expect("entries");
+        assert_eq!(
+            listed,
+            vec![(
+                entry.clone(),
+                "delink/history/date=2026-11-20/part-a.parquet".to_owned(),
+                "id-1".to_owned()
+            )]
+        );
+        assert!(!torn.exists());
+        fs::remove_file(&entry).expect("remove");
+        assert!(journal.entries().expect("entries").is_empty());
     }
 }
