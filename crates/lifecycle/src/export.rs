@@ -12,7 +12,7 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field as ArrowField, Schema};
 use arrow_select::filter::filter_record_batch;
 use delink_config::Config;
-use delink_datadir::OutputStore;
+use delink_datadir::{OutputStore, read_parquet};
 use delink_keystore::KeyStore;
 use delink_policy::{Action, Plan};
 use serde::Serialize;
@@ -59,8 +59,7 @@ pub fn export_subject(
             [(marker.column, [marker.pseudonym].into())].into();
         for (date, partition) in history::partitions(&outputs)? {
             for file in history::parquet_files(&outputs, &partition)? {
-                let (_, batches) = history::read(&outputs, &file)?;
-                for batch in batches {
+                for batch in read_parquet(&outputs, &file)?.batches {
                     let mask: BooleanArray = history::matching_rows(&batch, &wanted)?;
                     let selected = filter_record_batch(&batch, &mask)?;
                     if selected.num_rows() > 0 {

@@ -5,8 +5,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Result, anyhow};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, BooleanArray, RecordBatch};
-use arrow_schema::SchemaRef;
-use delink_datadir::{OutputStore, read_parquet, write_parquet};
+use delink_datadir::{OutputStore, ParquetContent, write_parquet};
 use delink_model::Dataset;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -24,12 +23,6 @@ pub(crate) fn parquet_files(outputs: &OutputStore, partition: &str) -> Result<Ve
         .map(|object| object.key)
         .filter(|key| key.ends_with(".parquet"))
         .collect())
-}
-
-/// Reads a whole Parquet file.
-pub(crate) fn read(outputs: &OutputStore, key: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let content = read_parquet(outputs, key)?;
-    Ok((content.schema, content.batches))
 }
 
 /// Marks the rows whose value in any named column is one of that column's values.
@@ -54,20 +47,20 @@ pub(crate) fn matching_rows(
     Ok(BooleanArray::from(matches))
 }
 
-/// Replaces the file at `key` with `batches` atomically, keeping its provenance
-/// (the rows left are the rows it was written with).
+/// Replaces the file at `key` with `batches` atomically, keeping the provenance it
+/// was read with (the rows left are the rows it was written with).
 pub(crate) fn replace(
     outputs: &OutputStore,
     key: &str,
-    schema: &SchemaRef,
+    original: &ParquetContent,
     batches: &[RecordBatch],
     zstd_level: i32,
 ) -> Result<()> {
-    let provenance = read_parquet(outputs, key)?.metadata;
+    let provenance = original.metadata.clone();
     let properties = WriterProperties::builder()
         .set_key_value_metadata(provenance)
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
-    write_parquet(outputs, key, schema, batches, properties, true)
+    write_parquet(outputs, key, &original.schema, batches, properties, true)
 }

@@ -16,7 +16,8 @@ use arrow_array::BooleanArray;
 use arrow_select::filter::filter_record_batch;
 use delink_config::Config;
 use delink_datadir::{
-    DataLayout, OutputStore, live_watermarks, purge_expired, purge_quarantine, utc_day,
+    DataLayout, OutputStore, live_watermarks, purge_expired, purge_quarantine, read_parquet,
+    utc_day,
 };
 use delink_keystore::{JournalKind, KeyStore};
 use delink_model::Dataset;
@@ -158,10 +159,10 @@ fn remove_rows(
     zstd_level: i32,
     report: &mut RetentionReport,
 ) -> Result<()> {
-    let (schema, batches) = history::read(outputs, file)?;
-    let mut kept = Vec::with_capacity(batches.len());
+    let content = read_parquet(outputs, file)?;
+    let mut kept = Vec::with_capacity(content.batches.len());
     let mut removed = 0;
-    for batch in &batches {
+    for batch in &content.batches {
         let matching = history::matching_rows(batch, wanted)?;
         let keep: BooleanArray = matching.iter().map(|hit| Some(hit != Some(true))).collect();
         removed += matching.true_count();
@@ -175,7 +176,7 @@ fn remove_rows(
         outputs.delete(file)?;
         report.files_deleted += 1;
     } else {
-        history::replace(outputs, file, &schema, &kept, zstd_level)?;
+        history::replace(outputs, file, &content, &kept, zstd_level)?;
         report.files_rewritten += 1;
     }
     tracing::info!(file = %outputs.describe(file), rows = removed, "removed erased subjects' rows");
