@@ -503,7 +503,16 @@ fn run_group(
         .collect();
     let bootstrap = tansu.bootstrap();
     let loaded = load(&tansu, count);
-    let scratch = tempfile::tempdir().expect("tempdir");
+    // DELINK_TEST_KEEP_SCRATCH=1 keeps the workers' logs and data for a look afterwards.
+    let keep = std::env::var_os("DELINK_TEST_KEEP_SCRATCH").is_some();
+    let scratch = tempfile::Builder::new()
+        .prefix("delink-group-")
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("tempdir");
+    if keep {
+        eprintln!("workers' logs and data: {}", scratch.path().display());
+    }
     let data = scratch.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     let start = |name: &str| Worker::start_with(&bootstrap, &data, scratch.path(), name, &settings);
@@ -528,9 +537,8 @@ fn run_group(
     assert_eq!(committed(&tansu), loaded.ends, "offsets at the end");
     if let Some(lake) = &lake {
         assert!(!data.join("devices").exists(), "devices/ written locally");
-        // Incomplete uploads are not checked here: a worker killed between starting an
-        // upload and journalling its id leaves one the next worker cannot name (the
-        // journalled case is checked in object_store::an_upload_a_dead_worker_left_…).
+        assert!(lake.uploads().is_empty(), "uploads left incomplete");
+        assert_eq!(lake.staged(), Vec::<String>::new(), "staged files left");
         lake.mirror(&data);
     }
     assert_exactly_once(&data, &loaded);

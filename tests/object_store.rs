@@ -1,7 +1,7 @@
 //! Output in an S3 bucket (a real S3-protocol server, moto, on loopback): what a
 //! run publishes there is whole, read by pyarrow and Polars with the documented
-//! schema, and the lifecycle jobs rewrite it in place; an upload a dead worker left
-//! is never listed and is aborted by the next worker.
+//! schema, and the lifecycle jobs rewrite it in place; what a dead worker staged is
+//! never read as data and is deleted by the next worker.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -66,9 +66,17 @@ impl Lake {
             .collect()
     }
 
-    /// Keys of the incomplete multipart uploads in the bucket.
+    /// Keys of the incomplete multipart uploads in the bucket (delink starts none).
     pub(crate) fn uploads(&self) -> Vec<String> {
         serde_json::from_str(&self.tool(&["uploads", BUCKET])).expect("a JSON list")
+    }
+
+    /// Keys in the workers' upload areas: files staged and not yet published or deleted.
+    pub(crate) fn staged(&self) -> Vec<String> {
+        self.tool(&["keys", BUCKET, &format!("{PREFIX}/_staging")])
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Downloads the outputs into `dir` (as `history/`, `devices/`, `quarantine/`).
@@ -179,6 +187,7 @@ fn a_run_into_a_bucket_is_read_by_pyarrow_and_polars_and_rewritten_by_retention_
         );
     }
     assert!(lake.uploads().is_empty(), "uploads left incomplete");
+    assert_eq!(lake.staged(), Vec::<String>::new(), "staged files left");
 
     // Independent readers find the documented schema and every row.
     let read: serde_json::Value =
@@ -283,6 +292,7 @@ fn a_run_into_a_bucket_is_read_by_pyarrow_and_polars_and_rewritten_by_retention_
     );
     assert_eq!(history_rows(&lake), before - subject_rows);
     assert!(lake.uploads().is_empty());
+    assert!(lake.staged().is_empty());
     let keys_after = lake.keys();
     assert!(
         keys_after.iter().all(|key| !key.contains("/.")),
@@ -320,26 +330,19 @@ fn a_run_into_a_bucket_is_read_by_pyarrow_and_polars_and_rewritten_by_retention_
 }
 
 #[test]
-fn an_upload_a_dead_worker_left_is_never_listed_and_the_next_worker_aborts_it() {
+fn what_a_dead_worker_staged_is_never_read_as_data_and_the_next_worker_deletes_it() {
     let lake = Lake::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    // What a worker killed mid-upload leaves: its space, unlocked, journalling an
-    // upload with a part sent and never completed.
-    let key = format!("{PREFIX}/devices/date=2026-11-20/part-dead-000000000000.parquet");
-    let upload_id = lake.tool(&["start-upload", BUCKET, &key]).trim().to_owned();
-    let journal = data.join("_workers/00000000deadbeef/uploads");
-    std::fs::create_dir_all(&journal).expect("journal dir");
-    std::fs::write(
-        journal.join("entry.json"),
-        serde_json::json!({"path": key, "upload_id": upload_id}).to_string(),
-    )
-    .expect("journal entry");
-    assert_eq!(lake.uploads(), vec![key.clone()]);
-    assert!(
-        !lake.keys().contains(&key),
-        "an incomplete upload is listed"
+    // What a worker killed mid-publication leaves: its space, unlocked, and a file it
+    // staged in its upload area (not Parquet, so that any reader of it would fail).
+    let space = data.join("_workers/00000000deadbeef");
+    std::fs::create_dir_all(&space).expect("space");
+    let staged = format!(
+        "{PREFIX}/_staging/00000000deadbeef/devices/date=2026-11-20/part-dead-000000000000.parquet.staged"
     );
+    lake.tool(&["put", BUCKET, &staged]);
+    assert_eq!(lake.staged(), vec![staged.clone()]);
 
     let input = Input::generate(2_000, 12, 0.0);
     command(
@@ -353,19 +356,23 @@ fn an_upload_a_dead_worker_left_is_never_listed_and_the_next_worker_aborts_it() 
         ],
     );
     assert!(
-        lake.uploads().is_empty(),
-        "the dead worker's upload is aborted"
+        lake.staged().is_empty(),
+        "the dead worker's upload is deleted"
     );
+    assert!(lake.uploads().is_empty());
+    assert!(!space.exists(), "the dead worker's space is cleared");
     let keys = lake.keys();
-    assert!(
-        !keys.contains(&key),
-        "the aborted upload never became an object"
-    );
     assert!(
         keys.iter().any(|key| key.contains("/devices/")),
         "the run published"
     );
-    assert!(!data.join("_workers/00000000deadbeef").exists());
+    // The readers analysts use see only what the run published.
+    let read: serde_json::Value =
+        serde_json::from_str(&lake.tool(&["read", BUCKET, PREFIX])).expect("JSON");
+    assert_eq!(
+        read["devices"]["pyarrow_rows"],
+        read["devices"]["polars_rows"]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ from the standard AWS_* environment variables.
   mirror BUCKET PREFIX DIR      download every object below PREFIX into DIR
   keys BUCKET PREFIX            print every key below PREFIX, one per line
   uploads BUCKET                print the incomplete multipart uploads as JSON
-  start-upload BUCKET KEY       start a multipart upload of KEY, send one part, print its id
+  put BUCKET KEY                write a few bytes that are not Parquet to KEY
   read BUCKET PREFIX            read history/ and devices/ with pyarrow and Polars;
                                 print rows and schema of each as JSON
 """
@@ -118,11 +118,8 @@ def main():
     elif command == "uploads":
         listed = s3.list_multipart_uploads(Bucket=bucket)
         print(json.dumps([upload["Key"] for upload in listed.get("Uploads", [])]))
-    elif command == "start-upload":
-        key = sys.argv[3]
-        upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-        s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"PAR1 partial")
-        print(upload)
+    elif command == "put":
+        s3.put_object(Bucket=bucket, Key=sys.argv[3], Body=b"PAR1 partial")
     elif command == "read":
         read(bucket, sys.argv[3])
     else:

@@ -34,5 +34,5 @@ pub use quarantine::{
     QUARANTINE, QuarantineColumns, QuarantineDays, QuarantineRows, QuarantineSealer, day_key,
     open_quarantined, purge_quarantine, quarantine_schema,
 };
-pub use store::{OutputStore, StagedUpload, StoredObject, UploadJournal};
+pub use store::{OutputStore, StagedUpload, StoredObject, UploadArea};
 pub use worker_space::{Watermark, WorkerSpace, live_watermarks};

@@ -5,16 +5,14 @@
 //! A file becomes visible whole or not at all. Publication has two steps:
 //! [`OutputStore::stage`] before the segment's keys are durable, [`OutputStore::commit`]
 //! after. On the local filesystem, staging fsyncs the file and committing renames it
-//! into place. In an object store, staging sends the file as the parts of a multipart
-//! upload, journalled in the worker's space before the first part, and committing
-//! completes the upload; a worker that dies leaves only incomplete uploads, which
-//! nobody can list and which the next worker to start aborts.
-
-mod journal;
+//! into place. In an object store, staging uploads the whole file in one request to
+//! the worker's [`UploadArea`] (`_staging/<worker id>/`, outside every dataset), and
+//! committing copies it to its key inside the store, a copy that appears whole, then
+//! deletes the staged object. A worker that dies leaves only whole staged objects in
+//! its own area, which no dataset lists and which the next worker to start deletes.
 
 use std::fs::File;
 use std::future::Future;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -25,16 +23,13 @@ use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
-use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::{MultipartId, ObjectStore, PutPayload};
-
-pub use journal::UploadJournal;
+use object_store::{ObjectStore, PutPayload};
 
 use crate::{create_private_dir_all, create_private_file};
 
-/// Size of each part of a multipart upload but the last (S3 needs at least 5 MiB).
-const PART_BYTES: usize = 8 << 20;
+/// The key prefix, below the output root, of every worker's upload area.
+const STAGING_ROOT: &str = "_staging";
 
 /// The store holding the outputs; cheap to clone.
 #[derive(Clone)]
@@ -55,8 +50,29 @@ struct Inner {
 enum Backend {
     /// Files under this directory, written durably and privately by delink itself.
     Local(PathBuf),
-    /// An object store; files arrive as multipart uploads.
-    Remote(Arc<dyn MultipartStore>),
+    /// An object store; files are staged in an upload area and copied into place.
+    Remote,
+}
+
+/// Where one worker stages the files it uploads: `_staging/<worker id>/` below the
+/// output root, beside the datasets and never inside one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadArea {
+    prefix: String,
+}
+
+impl UploadArea {
+    /// The area of the worker with this id.
+    pub fn of_worker(id: &str) -> Self {
+        UploadArea {
+            prefix: format!("{STAGING_ROOT}/{id}"),
+        }
+    }
+
+    /// The staged key of `key`; its suffix keeps a `**/*.parquet` glob from matching it.
+    fn staged_key(&self, key: &str) -> String {
+        format!("{}/{key}.staged", self.prefix)
+    }
 }
 
 /// A listed object: its key below the output root, and its size.
@@ -75,15 +91,8 @@ pub struct StagedUpload {
 }
 
 enum StagedState {
-    Local {
-        staged: PathBuf,
-        private: bool,
-    },
-    Remote {
-        id: MultipartId,
-        parts: Vec<PartId>,
-        journal_entry: PathBuf,
-    },
+    Local { staged: PathBuf, private: bool },
+    Remote { staged_key: String },
 }
 
 impl std::fmt::Debug for OutputStore {
@@ -132,45 +141,29 @@ impl OutputStore {
         }
         let prefix = url.path().trim_matches('/').to_owned();
         let shown = location.trim_end_matches('/').to_owned();
-        let (objects, multipart): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match url
-            .scheme()
-        {
+        let objects: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
                 let path = url
                     .to_file_path()
                     .map_err(|()| anyhow!("output.location {location} is not a local path"))?;
                 return Self::local(&path);
             }
-            "s3" | "s3a" => {
-                let store = Arc::new(AmazonS3Builder::from_env().with_url(location).build()?);
-                (store.clone(), store)
-            }
-            "gs" => {
-                let store = Arc::new(
-                    GoogleCloudStorageBuilder::from_env()
-                        .with_url(location)
-                        .build()?,
-                );
-                (store.clone(), store)
-            }
-            "az" | "azure" | "abfs" | "abfss" | "adl" => {
-                let store = Arc::new(
-                    MicrosoftAzureBuilder::from_env()
-                        .with_url(location)
-                        .build()?,
-                );
-                (store.clone(), store)
-            }
+            "s3" | "s3a" => Arc::new(AmazonS3Builder::from_env().with_url(location).build()?),
+            "gs" => Arc::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_url(location)
+                    .build()?,
+            ),
+            "az" | "azure" | "abfs" | "abfss" | "adl" => Arc::new(
+                MicrosoftAzureBuilder::from_env()
+                    .with_url(location)
+                    .build()?,
+            ),
             other => bail!(
                 "output.location has the scheme {other}:, which delink cannot write to; use s3://, gs://, az:// or file://"
             ),
         };
-        Ok(Self::new(
-            objects,
-            Backend::Remote(multipart),
-            prefix,
-            shown,
-        ))
+        Ok(Self::new(objects, Backend::Remote, prefix, shown))
     }
 
     /// Opens the outputs `config` names (`output.location`, else its data directory).
@@ -198,7 +191,7 @@ impl OutputStore {
     pub fn local_root(&self) -> Option<&Path> {
         match &self.inner.backend {
             Backend::Local(root) => Some(root),
-            Backend::Remote(_) => None,
+            Backend::Remote => None,
         }
     }
 
@@ -206,7 +199,7 @@ impl OutputStore {
     pub fn describe(&self, key: &str) -> String {
         match &self.inner.backend {
             Backend::Local(root) => root.join(key).display().to_string(),
-            Backend::Remote(_) => format!("{}/{key}", self.inner.location),
+            Backend::Remote => format!("{}/{key}", self.inner.location),
         }
     }
 
@@ -332,7 +325,7 @@ impl OutputStore {
                     .with_context(|| format!("cannot write {}", staged.display()))?;
                 rename_durably(&staged, &target)
             }
-            Backend::Remote(_) => {
+            Backend::Remote => {
                 let path = self.path(key)?;
                 block_on(self.inner.objects.put(&path, PutPayload::from(bytes)))
                     .with_context(|| format!("cannot write {}", self.describe(key)))?;
@@ -398,15 +391,14 @@ impl OutputStore {
     }
 
     /// Makes the sealed file at `staged` (opened as `file`) ready to become `key`,
-    /// without making it visible: fsynced locally, or uploaded as the parts of a
-    /// multipart upload recorded in `journal` first.
+    /// without making it visible: fsynced locally, or uploaded whole to `area`.
     pub fn stage(
         &self,
         file: &File,
         staged: &Path,
         key: &str,
         private: bool,
-        journal: &UploadJournal,
+        area: &UploadArea,
     ) -> Result<StagedUpload> {
         let state = match &self.inner.backend {
             Backend::Local(_) => {
@@ -417,59 +409,20 @@ impl OutputStore {
                     private,
                 }
             }
-            Backend::Remote(multipart) => {
-                let path = self.path(key)?;
-                let id = block_on(multipart.create_multipart(&path))
-                    .with_context(|| format!("cannot start uploading {}", self.describe(key)))?;
-                let journal_entry = journal.record(path.as_ref(), &id).inspect_err(|_| {
-                    let _ = block_on(multipart.abort_multipart(&path, &id));
-                })?;
-                let parts = self
-                    .upload_parts(multipart.as_ref(), &path, &id, staged)
-                    .inspect_err(|_| {
-                        // An upload that cannot be aborted now stays journalled for the next worker.
-                        if block_on(multipart.abort_multipart(&path, &id)).is_ok() {
-                            let _ = std::fs::remove_file(&journal_entry);
-                        }
-                    })
-                    .with_context(|| format!("cannot upload {}", self.describe(key)))?;
-                StagedState::Remote {
-                    id,
-                    parts,
-                    journal_entry,
-                }
+            Backend::Remote => {
+                let bytes = std::fs::read(staged)
+                    .with_context(|| format!("cannot read {}", staged.display()))?;
+                let staged_key = area.staged_key(key);
+                let path = self.path(&staged_key)?;
+                block_on(self.inner.objects.put(&path, PutPayload::from(bytes)))
+                    .with_context(|| format!("cannot upload {}", self.describe(&staged_key)))?;
+                StagedState::Remote { staged_key }
             }
         };
         Ok(StagedUpload {
             key: key.to_owned(),
             state,
         })
-    }
-
-    fn upload_parts(
-        &self,
-        multipart: &dyn MultipartStore,
-        path: &ObjectPath,
-        id: &MultipartId,
-        staged: &Path,
-    ) -> Result<Vec<PartId>> {
-        let mut reader = File::open(staged)?;
-        let mut parts = Vec::new();
-        loop {
-            let mut chunk = Vec::with_capacity(PART_BYTES);
-            (&mut reader)
-                .take(PART_BYTES as u64)
-                .read_to_end(&mut chunk)?;
-            if chunk.is_empty() && !parts.is_empty() {
-                return Ok(parts);
-            }
-            let last = chunk.len() < PART_BYTES;
-            let part = block_on(multipart.put_part(path, id, parts.len(), chunk.into()))?;
-            parts.push(part);
-            if last {
-                return Ok(parts);
-            }
-        }
     }
 
     /// Makes staged files visible, each under its key (replacing an object of the
@@ -487,29 +440,16 @@ impl OutputStore {
                         directories.insert(parent.to_path_buf());
                     }
                 }
-                (
-                    StagedState::Remote {
-                        id,
-                        parts,
-                        journal_entry,
-                    },
-                    Backend::Remote(multipart),
-                ) => {
-                    let path = self.path(&upload.key)?;
-                    block_on(multipart.complete_multipart(&path, &id, parts)).with_context(
-                        || {
-                            format!(
-                                "cannot complete the upload of {}",
-                                self.describe(&upload.key)
-                            )
-                        },
-                    )?;
-                    std::fs::remove_file(&journal_entry).with_context(|| {
-                        format!(
-                            "cannot clear the upload journal entry {}",
-                            journal_entry.display()
-                        )
-                    })?;
+                (StagedState::Remote { staged_key }, Backend::Remote) => {
+                    let staged = self.path(&staged_key)?;
+                    block_on(self.inner.objects.copy(&staged, &self.path(&upload.key)?))
+                        .with_context(|| {
+                            format!("cannot publish {}", self.describe(&upload.key))
+                        })?;
+                    if let Err(error) = block_on(self.inner.objects.delete(&staged)) {
+                        // Published all the same; the area is cleared when the worker exits.
+                        tracing::warn!(%error, staged = %staged_key, "cannot delete a published file's staged copy");
+                    }
                 }
                 _ => bail!("a file staged for one store was committed to another"),
             }
@@ -522,51 +462,33 @@ impl OutputStore {
         Ok(())
     }
 
-    /// Aborts staged uploads that will not be committed (a failed publication).
+    /// Deletes staged files that will not be committed (a publication that failed or
+    /// was dropped); what cannot be deleted now goes when the area is cleared.
     pub fn abandon(&self, uploads: Vec<StagedUpload>) {
         for upload in uploads {
-            if let (
-                StagedState::Remote {
-                    id, journal_entry, ..
-                },
-                Backend::Remote(multipart),
-            ) = (upload.state, &self.inner.backend)
-                && let Ok(path) = self.path(&upload.key)
-                && block_on(multipart.abort_multipart(&path, &id)).is_ok()
-            {
-                // Kept otherwise: the next worker to clear the space aborts it.
-                let _ = std::fs::remove_file(&journal_entry);
+            if let StagedState::Remote { staged_key } = upload.state {
+                let _ = self.delete(&staged_key);
             }
         }
     }
 
-    /// Aborts every upload recorded in `journal` (left by a worker that is gone);
-    /// returns how many were aborted.
-    pub fn abort_journalled(&self, journal: &UploadJournal) -> Result<u64> {
-        let Backend::Remote(multipart) = &self.inner.backend else {
+    /// Deletes everything staged in `area` (a worker that is gone, or this one at
+    /// exit); returns how many objects went. Locally, staging lives in the worker's
+    /// space instead, and there is nothing to do.
+    pub fn clear_area(&self, area: &UploadArea) -> Result<u64> {
+        if self.local_root().is_some() {
             return Ok(0);
-        };
-        let mut aborted = 0;
-        for (entry, path, id) in journal.entries()? {
-            let path = ObjectPath::parse(&path)
-                .with_context(|| format!("{} names no object", entry.display()))?;
-            match block_on(multipart.abort_multipart(&path, &id)) {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => {
-                    return Err(error).context("cannot abort an upload a stopped worker left");
-                }
-            }
-            std::fs::remove_file(&entry)
-                .with_context(|| format!("cannot clear {}", entry.display()))?;
-            aborted += 1;
         }
-        if aborted > 0 {
+        let cleared = self
+            .delete_prefix(&area.prefix)
+            .context("cannot clear the uploads a stopped worker staged")?;
+        if cleared > 0 {
             tracing::info!(
-                aborted,
-                "aborted the incomplete uploads of a worker that is gone"
+                cleared,
+                "deleted the staged uploads of a worker that stopped"
             );
         }
-        Ok(aborted)
+        Ok(cleared)
     }
 
     /// Checks that the store answers within `timeout`, listing the top of the

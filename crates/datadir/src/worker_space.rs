@@ -1,6 +1,6 @@
-//! Each worker's own space: a staging directory no other worker touches, the
-//! journal of its uploads in flight, and a published watermark that lifecycle
-//! jobs read while workers run.
+//! Each worker's own space: a staging directory no other worker touches, an
+//! upload area of the same id in the output store, and a published watermark
+//! that lifecycle jobs read while workers run.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -8,18 +8,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{DataLayout, OutputStore, UploadJournal};
+use crate::{DataLayout, OutputStore, UploadArea};
 
 const LOCK_FILE: &str = "lock";
 const STAGING_DIR: &str = "staging";
-const UPLOADS_DIR: &str = "uploads";
 const WATERMARK_FILE: &str = "watermark.json";
 
 /// A worker's space under `_workers/<id>/`, held for as long as this value lives.
 ///
 /// The space's lock file is locked by its worker alone, so any space whose lock
-/// can be taken belongs to a worker that is gone, and is cleared, its incomplete
-/// uploads aborted first.
+/// can be taken belongs to a worker that is gone, and is cleared, the uploads it
+/// staged in the output store deleted first.
 #[derive(Debug)]
 pub struct WorkerSpace {
     dir: PathBuf,
@@ -38,7 +37,7 @@ pub struct Watermark {
 }
 
 impl WorkerSpace {
-    /// Clears the spaces of workers that are gone (aborting the uploads they left
+    /// Clears the spaces of workers that are gone (deleting the uploads they staged
     /// in `outputs`), then claims a fresh space.
     pub fn claim(layout: &DataLayout, outputs: &OutputStore) -> Result<Self> {
         let workers = layout.workers();
@@ -74,9 +73,9 @@ impl WorkerSpace {
         self.dir.join(STAGING_DIR)
     }
 
-    /// Returns the journal of the worker's uploads in flight.
-    pub fn uploads(&self) -> UploadJournal {
-        UploadJournal::new(&self.dir.join(UPLOADS_DIR))
+    /// Returns where the worker stages its uploads in the output store.
+    pub fn uploads(&self) -> UploadArea {
+        UploadArea::of_worker(&self.id)
     }
 
     /// Records that everything this worker read before `published_before_us` is published.
@@ -94,9 +93,9 @@ impl WorkerSpace {
 
 impl Drop for WorkerSpace {
     fn drop(&mut self) {
-        // Nothing staged is worth keeping once the worker is gone; the next claim would clear it.
-        // An upload that cannot be aborted now keeps its journal entry for the next claim.
-        if self.outputs.abort_journalled(&self.uploads()).is_ok() {
+        // Nothing staged is worth keeping once the worker is gone. Uploads that cannot be
+        // deleted now keep the space, so that the next claim deletes them.
+        if self.outputs.clear_area(&self.uploads()).is_ok() {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -133,7 +132,9 @@ fn clear_abandoned(workers: &Path, outputs: &OutputStore) -> Result<()> {
         };
         if lock.try_lock().is_ok() {
             tracing::info!(space = %dir.display(), "clearing the space of a worker that is gone");
-            outputs.abort_journalled(&UploadJournal::new(&dir.join(UPLOADS_DIR)))?;
+            if let Some(id) = dir.file_name().and_then(|name| name.to_str()) {
+                outputs.clear_area(&UploadArea::of_worker(id))?;
+            }
             fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
         }
     }

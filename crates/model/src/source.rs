@@ -29,6 +29,12 @@
 //! clock, and an identity covers the input's content, so different input
 //! never shares a name and re-running the same input adds nothing.
 //!
+//! A source that gives a lane away (a revoked partition) before its segments
+//! are published fences the lane ([`SourceContext::fence`]): what this worker
+//! has not begun to publish of it is dropped, so the next owner, which resumes
+//! from the checkpoint and may cut segments elsewhere, is the only one to
+//! publish those records.
+//!
 //! # Shutdown
 //!
 //! When [`SourceContext::stop_requested`] turns true, a source stops reading,
@@ -91,6 +97,12 @@ pub trait SourceContext {
 
     /// Returns what the output holds of a resumable source identity.
     fn checkpoint(&mut self, source: &str) -> Result<Checkpoint, SourceError>;
+
+    /// Stops publishing `lane` for good: its segments that have not begun publication
+    /// are dropped, and one whose publication began is waited for. A source calls it
+    /// before it gives a lane's input away with segments still unpublished, so that the
+    /// next owner, which resumes from the checkpoint, is the only one to publish them.
+    fn fence(&mut self, lane: LaneId);
 }
 
 /// Any error a source stops with; the pipeline reports it with its context.

@@ -13,6 +13,7 @@ use delink_model::{
     Checkpoint, LaneId, PipelineStopped, Published, RawBatch, SegmentId, SourceContext, SourceError,
 };
 
+use crate::fence::Fence;
 use crate::in_flight::InFlight;
 
 /// One batch on its way to a worker.
@@ -40,27 +41,38 @@ pub(crate) struct Dispatch {
     published: Receiver<Published>,
     stop: Arc<AtomicBool>,
     in_flight: Arc<InFlight>,
+    fence: Arc<Fence>,
     layout: DataLayout,
     quarantine_days: QuarantineDays,
     lanes: HashMap<LaneId, LaneCursor>,
 }
 
+/// The channels between a source and the pipeline.
+pub(crate) struct Channels {
+    /// Batches to the workers.
+    pub(crate) work: SyncSender<Work>,
+    /// Input buffers back from the workers.
+    pub(crate) recycled: Receiver<Vec<u8>>,
+    /// Publication reports from the publisher.
+    pub(crate) published: Receiver<Published>,
+}
+
 impl Dispatch {
     pub(crate) fn new(
-        work: SyncSender<Work>,
-        recycled: Receiver<Vec<u8>>,
-        published: Receiver<Published>,
+        channels: Channels,
         stop: Arc<AtomicBool>,
         in_flight: Arc<InFlight>,
+        fence: Arc<Fence>,
         layout: DataLayout,
         outputs: &OutputStore,
     ) -> anyhow::Result<Self> {
         Ok(Dispatch {
-            work,
-            recycled,
-            published,
+            work: channels.work,
+            recycled: channels.recycled,
+            published: channels.published,
             stop,
             in_flight,
+            fence,
             quarantine_days: QuarantineDays::load(outputs)
                 .context("reading the days of quarantined segments")?,
             layout,
@@ -137,6 +149,10 @@ impl SourceContext for Dispatch {
 
     fn checkpoint(&mut self, source: &str) -> Result<Checkpoint, SourceError> {
         Ok(CheckpointFile::new(&self.layout, source)?.read()?)
+    }
+
+    fn fence(&mut self, lane: LaneId) {
+        self.fence.close(lane);
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod bench_support;
 mod dead_letters;
 mod dispatch;
+mod fence;
 mod in_flight;
 mod keys;
 mod lanes;

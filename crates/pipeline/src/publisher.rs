@@ -5,17 +5,20 @@
 //! processing of the next. Segments are published in the order they were
 //! sealed, so each lane's are in lane order; keys are synced before each
 //! segment's renames, so no visible file ever uses a key that a crash could lose.
+//! A lane the source gave away is fenced (see [`crate::fence`]): what is left of
+//! it is dropped here.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 
 use anyhow::{Context, Result, anyhow};
-use delink_datadir::{CheckpointFile, DataLayout, OutputStore, UploadJournal};
+use delink_datadir::{CheckpointFile, DataLayout, OutputStore, UploadArea};
 use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, Published, SegmentId, SegmentRange};
 use delink_sink_parquet::SealedFile;
 use delink_telemetry::{KeystoreOperation, Metrics, Output};
 
+use crate::fence::Fence;
 use crate::in_flight::InFlight;
 
 /// The sealed files of one segment, with the rows they hold.
@@ -33,9 +36,10 @@ pub(crate) struct SealedSegment {
 pub(crate) struct Destination<'a> {
     pub(crate) layout: &'a DataLayout,
     pub(crate) outputs: &'a OutputStore,
-    pub(crate) uploads: UploadJournal,
+    pub(crate) uploads: UploadArea,
     pub(crate) store: &'a dyn KeyStore,
     pub(crate) dead_letters: Option<&'a dyn DeadLetters>,
+    pub(crate) fence: &'a Fence,
 }
 
 /// Publishes segments as they arrive until the channel closes, reporting each to the source.
@@ -48,12 +52,21 @@ pub(crate) fn publish_segments(
 ) -> Result<()> {
     for segment in segments {
         let timer = metrics.publish_duration.start_timer();
-        let (lane, end_position) = (segment.lane, segment.end_position);
-        let first = publish_segment(segment, destination, metrics)
+        let (lane, first, end_position) = (
+            segment.lane,
+            segment.segment.first_position,
+            segment.end_position,
+        );
+        let published = publish_segment(segment, destination, metrics)
             .inspect_err(|_| metrics.publish_errors.inc())?;
+        // Published or dropped, it no longer holds the worker's watermark back.
+        in_flight.published(lane, first);
+        if !published {
+            timer.stop_and_discard();
+            continue;
+        }
         metrics.segments_published.inc();
         timer.observe_duration();
-        in_flight.published(lane, first);
         // A source that has finished no longer listens.
         let _ = reports.send(Published {
             lane,
@@ -64,12 +77,13 @@ pub(crate) fn publish_segments(
     Ok(())
 }
 
-/// Makes one segment's keys durable and its files visible; returns its first position.
+/// Makes one segment's keys durable and its files visible; tells whether it did, or
+/// dropped the segment of a fenced lane.
 fn publish_segment(
     segment: SealedSegment,
     destination: &Destination<'_>,
     metrics: &Metrics,
-) -> Result<u64> {
+) -> Result<bool> {
     let mut outputs = Vec::with_capacity(segment.files.len());
     let mut sizes = Vec::with_capacity(segment.files.len());
     let mut staged = Vec::with_capacity(segment.files.len());
@@ -87,6 +101,14 @@ fn publish_segment(
     let range = SegmentRange {
         first: segment.segment.first_position,
         end: segment.end_position,
+    };
+    let Some(_publishing) = destination.fence.enter(segment.lane) else {
+        destination.outputs.abandon(staged);
+        tracing::info!(
+            segment = %segment.segment.stem(),
+            "a segment of input given away is not published; its next owner publishes it"
+        );
+        return Ok(false);
     };
     let checkpoint = segment
         .resumable
@@ -109,7 +131,7 @@ fn publish_segment(
             .with_label_values(&[dataset.as_str()])
             .inc_by(rows);
     }
-    Ok(range.first)
+    Ok(true)
 }
 
 /// Delivers the segment's dead letters, syncs its keys and records that it is being published.

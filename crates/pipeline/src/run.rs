@@ -24,7 +24,8 @@ use delink_telemetry::{Health, Metrics};
 use delink_transform::{arrow_schema, distinct_valued_columns};
 
 use crate::Progress;
-use crate::dispatch::{Dispatch, Work};
+use crate::dispatch::{Channels, Dispatch, Work};
+use crate::fence::Fence;
 use crate::in_flight::InFlight;
 use crate::keys::{KeyCache, MAX_CACHED_KEYS};
 use crate::lanes::{OrderedStage, Outputs};
@@ -213,6 +214,7 @@ impl Pipeline {
         let context = Arc::new(self.worker_context()?);
         let outputs = self.outputs(&context)?;
         let in_flight = Arc::new(InFlight::default());
+        let fence = Arc::new(Fence::default());
         let workers = self.config.workers();
         let (publish_tx, publish_rx) = sync_channel(2);
         let (report_tx, report_rx) = channel();
@@ -238,15 +240,19 @@ impl Pipeline {
                 .spawn_scoped(scope, move || self.reassess_while(consuming))?;
             let _stop_reassessing = ClearOnDrop(consuming);
             let dispatch = Dispatch::new(
-                work_tx,
-                recycle_rx,
-                report_rx,
+                Channels {
+                    work: work_tx,
+                    recycled: recycle_rx,
+                    published: report_rx,
+                },
                 Arc::clone(&self.stop),
                 Arc::clone(&in_flight),
+                Arc::clone(&fence),
                 self.layout.clone(),
                 &self.outputs,
             )?;
             let in_flight = in_flight.as_ref();
+            let fence = fence.as_ref();
             let publisher = std::thread::Builder::new()
                 .name("delink-publisher".to_owned())
                 .spawn_scoped(scope, move || {
@@ -256,6 +262,7 @@ impl Pipeline {
                         uploads: self.space.uploads(),
                         store: self.store.as_ref(),
                         dead_letters: self.dead_letters.as_deref(),
+                        fence,
                     };
                     publish_segments(
                         publish_rx,

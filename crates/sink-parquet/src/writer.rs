@@ -12,7 +12,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use delink_datadir::{OutputStore, StagedUpload, UploadJournal, create_private_file};
+use delink_datadir::{OutputStore, StagedUpload, UploadArea, create_private_file};
 
 use crate::error::io;
 use crate::{Result, SinkError};
@@ -60,9 +60,9 @@ impl SealedFile {
 
     /// Sends the file to `outputs` without making it visible (see [`OutputStore::stage`]);
     /// [`OutputStore::commit`] publishes it. The staged copy goes once this returns.
-    pub fn stage(self, outputs: &OutputStore, journal: &UploadJournal) -> Result<StagedUpload> {
+    pub fn stage(self, outputs: &OutputStore, area: &UploadArea) -> Result<StagedUpload> {
         let staged = outputs
-            .stage(&self.file, &self.staged, &self.key, self.private, journal)
+            .stage(&self.file, &self.staged, &self.key, self.private, area)
             .map_err(|source| SinkError::Publish {
                 key: self.key.clone(),
                 source,

@@ -31,6 +31,9 @@
 //! segments, wait up to `drain_timeout` for their publication, commit — before
 //! it lets the revoke proceed. A lost assignment (another consumer may own the
 //! partition already) drops the open segment unpublished and commits nothing.
+//! Either way, a partition let go with segments still unpublished is fenced
+//! ([`SourceContext::fence`](delink_model::SourceContext::fence)) first, so that
+//! only its next owner publishes them.
 //! The pipeline's bounded channel blocks `emit`, so a slow pipeline stops the
 //! polling, and librdkafka's bounded prefetch queue stops the fetching.
 

@@ -360,11 +360,13 @@ impl Shared {
                 tracing::warn!(
                     topic = %lane.topic,
                     partition = lane.partition,
-                    "partition lost; its open segment is dropped unpublished"
+                    "partition lost; its unpublished segments are dropped"
                 );
                 if let Err(stopped) = lane.discard(self.context.as_mut()) {
                     self.fail(stopped.into());
                 }
+                // Another consumer may own it already: nothing more of it is published here.
+                self.context.fence(lane.id);
                 self.metrics.forget_partition(&lane.topic, lane.partition);
             }
             self.assigned_changed();
@@ -470,8 +472,13 @@ impl Shared {
                 topic = %lane.topic,
                 partition = lane.partition,
                 drain_timeout_ms = self.options.drain_timeout.as_millis() as u64,
-                "a closed segment was not published within the drain timeout; it is not committed"
+                "a closed segment was not published within the drain timeout; it is dropped, and the partition's next owner publishes it"
             );
+            self.context.fence(lane.id);
+        }
+        // A publication the fence waited for has reported by now.
+        while let Some(report) = self.context.next_published(Duration::ZERO) {
+            self.route(&report, &mut leaving);
         }
         // An asynchronous commit asked for earlier may have failed: send every position.
         leaving.iter_mut().for_each(Lane::recommit);

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use delink_model::{Checkpoint, PipelineStopped, Published, RawBatch, Source, SourceContext};
+use delink_model::{
+    Checkpoint, LaneId, PipelineStopped, Published, RawBatch, Source, SourceContext,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -25,19 +27,26 @@ const GROUP: &str = "delink-test";
 struct Output {
     batches: Vec<RawBatch>,
     checkpoints: HashMap<String, Checkpoint>,
+    /// The lanes fenced, in order.
+    fenced: Vec<LaneId>,
 }
 
-/// Publishes each segment as soon as its closing batch arrives.
+/// Publishes each segment as soon as its closing batch arrives, or never (a stuck publisher).
 struct FakePipeline {
     output: Arc<Mutex<Output>>,
     reports: VecDeque<Published>,
     stop: Arc<AtomicBool>,
+    publishes: bool,
 }
 
 impl SourceContext for FakePipeline {
     fn emit(&mut self, batch: RawBatch) -> std::result::Result<(), PipelineStopped> {
         let mut output = self.output.lock().expect("output");
-        if batch.closes_segment && !batch.already_published && !batch.discards_segment {
+        if self.publishes
+            && batch.closes_segment
+            && !batch.already_published
+            && !batch.discards_segment
+        {
             let checkpoint = output
                 .checkpoints
                 .entry(batch.segment.source.to_string())
@@ -68,6 +77,10 @@ impl SourceContext for FakePipeline {
     fn checkpoint(&mut self, source: &str) -> std::result::Result<Checkpoint, SourceError> {
         let output = self.output.lock().expect("output");
         Ok(output.checkpoints.get(source).copied().unwrap_or_default())
+    }
+
+    fn fence(&mut self, lane: LaneId) {
+        self.output.lock().expect("output").fenced.push(lane);
     }
 }
 
@@ -129,12 +142,22 @@ fn start_with(
     output: &Arc<Mutex<Output>>,
     stop: &Arc<AtomicBool>,
 ) -> JoinHandle<std::result::Result<(), String>> {
+    start_publishing(options, output, stop, true)
+}
+
+fn start_publishing(
+    options: KafkaOptions,
+    output: &Arc<Mutex<Output>>,
+    stop: &Arc<AtomicBool>,
+    publishes: bool,
+) -> JoinHandle<std::result::Result<(), String>> {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let mut source = KafkaSource::new(options, metrics);
     let context = FakePipeline {
         output: Arc::clone(output),
         reports: VecDeque::new(),
         stop: Arc::clone(stop),
+        publishes,
     };
     std::thread::spawn(move || {
         source
@@ -332,4 +355,76 @@ fn a_member_joining_takes_partitions_only_after_they_are_drained_and_committed()
         );
     }
     assert_eq!(total, 1200);
+}
+
+#[test]
+fn a_partition_whose_segments_miss_the_drain_timeout_is_fenced_before_it_is_given_away() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, 0..600);
+    // Outputs of their own: lane ids are per consumer.
+    let output = Arc::new(Mutex::new(Output::default()));
+    let healthy_output = Arc::new(Mutex::new(Output::default()));
+    let stop_stuck = Arc::new(AtomicBool::new(false));
+    let mut stuck_options = options(&brokers, "cooperative-sticky");
+    stuck_options.drain_timeout = Duration::from_millis(300);
+    let stuck = start_publishing(stuck_options, &output, &stop_stuck, false);
+    wait_for_records(&output, 600);
+    let stuck_lanes: Vec<(LaneId, String)> = {
+        let output = output.lock().expect("output");
+        let mut lanes: Vec<_> = output
+            .batches
+            .iter()
+            .map(|batch| (batch.lane, batch.segment.source.to_string()))
+            .collect();
+        lanes.sort();
+        lanes.dedup();
+        lanes
+    };
+    assert_eq!(
+        stuck_lanes.len(),
+        PARTITIONS as usize,
+        "one lane per partition"
+    );
+    assert!(output.lock().expect("output").fenced.is_empty());
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = start_with(
+        options(&brokers, "cooperative-sticky"),
+        &healthy_output,
+        &stop,
+    );
+    // The healthy member reads a partition only once the stuck one gave it away.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (fenced, source) = loop {
+        let taken_over = healthy_output
+            .lock()
+            .expect("output")
+            .batches
+            .iter()
+            .find(|batch| !batch.records.is_empty())
+            .map(|batch| batch.segment.source.to_string());
+        if let Some(source) = taken_over {
+            break (output.lock().expect("output").fenced.clone(), source);
+        }
+        assert!(Instant::now() < deadline, "no partition was taken over");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lane = stuck_lanes
+        .iter()
+        .find(|(_, identity)| *identity == source)
+        .map(|(lane, _)| *lane)
+        .expect("the partition was the stuck member's");
+    assert!(
+        fenced.contains(&lane),
+        "the partition was given away without fencing its lane: fenced {fenced:?}, lane {lane}"
+    );
+    stop_stuck.store(true, Ordering::Relaxed);
+    stuck.join().expect("joined").expect("clean stop");
+    stop.store(true, Ordering::Relaxed);
+    healthy.join().expect("joined").expect("clean stop");
 }

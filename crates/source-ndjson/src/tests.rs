@@ -134,6 +134,9 @@ impl SourceContext for Collect {
     fn checkpoint(&mut self, _source: &str) -> Result<Checkpoint, SourceError> {
         Ok(Checkpoint::default())
     }
+    fn fence(&mut self, _lane: LaneId) {
+        unreachable!("a file source never gives a lane away");
+    }
 }
 
 /// Runs a source to its end, stopping after `stop_after` batches; returns what it emitted.

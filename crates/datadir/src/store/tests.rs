@@ -85,10 +85,10 @@ fn a_staged_file_is_invisible_until_committed() {
     let staged = dir.path().join("staged.tmp");
     std::fs::write(&staged, b"PAR1").expect("write");
     let file = File::open(&staged).expect("open");
-    let journal = UploadJournal::new(&dir.path().join("uploads"));
+    let area = UploadArea::of_worker("test");
     let key = "quarantine/date=2026-11-20/part-s.parquet";
     let upload = outputs
-        .stage(&file, &staged, key, true, &journal)
+        .stage(&file, &staged, key, true, &area)
         .expect("stage");
     assert!(outputs.list("quarantine").expect("list").is_empty());
     outputs.commit(vec![upload]).expect("commit");
@@ -127,4 +127,103 @@ fn locations_name_their_store_and_never_carry_credentials() {
         assert!(error.contains(complaint), "{location}: {error}");
         assert!(!error.contains("secret"), "{error}");
     }
+}
+
+/// An object store in memory, behind the same code as S3, GCS and Azure.
+fn in_memory() -> OutputStore {
+    OutputStore::new(
+        Arc::new(object_store::memory::InMemory::new()),
+        Backend::Remote,
+        "delink".to_owned(),
+        "memory://lake/delink".to_owned(),
+    )
+}
+
+fn sealed(dir: &Path, name: &str, bytes: &[u8]) -> (File, PathBuf) {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write");
+    (File::open(&path).expect("open"), path)
+}
+
+fn every_key(outputs: &OutputStore) -> Vec<String> {
+    outputs
+        .list("")
+        .expect("list")
+        .into_iter()
+        .map(|object| object.key)
+        .collect()
+}
+
+#[test]
+fn an_object_store_shows_a_staged_file_only_once_committed_and_keeps_no_staged_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outputs = in_memory();
+    let area = UploadArea::of_worker("0123456789abcdef");
+    let key = "history/date=2026-11-20/part-s.parquet";
+    let (file, path) = sealed(dir.path(), "one.tmp", b"PAR1 whole file");
+    let upload = outputs
+        .stage(&file, &path, key, true, &area)
+        .expect("stage");
+    assert!(outputs.list("history").expect("list").is_empty());
+    assert_eq!(
+        every_key(&outputs),
+        vec!["_staging/0123456789abcdef/history/date=2026-11-20/part-s.parquet.staged"],
+        "staged outside every dataset, under a name no *.parquet glob matches"
+    );
+    outputs.commit(vec![upload]).expect("commit");
+    assert_eq!(every_key(&outputs), vec![key]);
+    assert_eq!(
+        outputs.get(key).expect("get"),
+        Bytes::from_static(b"PAR1 whole file")
+    );
+}
+
+#[test]
+fn abandoned_and_leftover_uploads_are_deleted_and_other_workers_keep_theirs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outputs = in_memory();
+    let gone = UploadArea::of_worker("aaaaaaaaaaaaaaaa");
+    let live = UploadArea::of_worker("bbbbbbbbbbbbbbbb");
+    let (file, path) = sealed(dir.path(), "one.tmp", b"one");
+    let abandoned = outputs
+        .stage(
+            &file,
+            &path,
+            "devices/date=2026-11-20/part-a.parquet",
+            false,
+            &live,
+        )
+        .expect("stage");
+    outputs.abandon(vec![abandoned]);
+    assert!(
+        every_key(&outputs).is_empty(),
+        "an abandoned upload is deleted"
+    );
+    for key in [
+        "history/date=2026-11-20/part-b.parquet",
+        "quarantine/date=2026-11-20/part-b.parquet",
+    ] {
+        let (file, path) = sealed(dir.path(), "two.tmp", b"two");
+        outputs
+            .stage(&file, &path, key, true, &gone)
+            .expect("stage");
+    }
+    let (file, path) = sealed(dir.path(), "three.tmp", b"three");
+    let kept = outputs
+        .stage(
+            &file,
+            &path,
+            "history/date=2026-11-20/part-c.parquet",
+            true,
+            &live,
+        )
+        .expect("stage");
+    assert_eq!(outputs.clear_area(&gone).expect("clear"), 2);
+    outputs
+        .commit(vec![kept])
+        .expect("the live worker's upload is intact");
+    assert_eq!(
+        every_key(&outputs),
+        vec!["history/date=2026-11-20/part-c.parquet"]
+    );
 }

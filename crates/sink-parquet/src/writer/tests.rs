@@ -45,10 +45,10 @@ fn visible_parquet(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn publish(outputs: &OutputStore, sealed: Vec<SealedFile>, journal: &UploadJournal) {
+fn publish(outputs: &OutputStore, sealed: Vec<SealedFile>, area: &UploadArea) {
     let staged = sealed
         .into_iter()
-        .map(|file| file.stage(outputs, journal).expect("stage"))
+        .map(|file| file.stage(outputs, area).expect("stage"))
         .collect();
     outputs.commit(staged).expect("commit");
 }
@@ -67,7 +67,7 @@ fn nothing_is_visible_until_published_and_rerun_replaces() {
     let root = dir.path().join("out");
     let staging = dir.path().join("staging");
     let outputs = OutputStore::local(dir.path()).expect("outputs");
-    let journal = UploadJournal::new(&dir.path().join("uploads"));
+    let area = UploadArea::of_worker("test");
     for _run in 0..2 {
         let output =
             PartitionedWriter::create("out", &staging, batch(0..1).schema(), options(1 << 20))
@@ -94,7 +94,7 @@ fn nothing_is_visible_until_published_and_rerun_replaces() {
         );
         assert_eq!(sealed.iter().map(|f| f.rows).sum::<u64>(), 20);
         let visible_before = visible_parquet(&root);
-        publish(&outputs, sealed, &journal);
+        publish(&outputs, sealed, &area);
         let visible = visible_parquet(&root);
         assert_eq!(visible.len(), 2);
         assert!(visible_before.is_empty() || visible_before == visible);
@@ -121,7 +121,7 @@ fn a_tiny_budget_flushes_row_groups_early() {
     }
     let sealed = segment.seal(&[]).expect("seal");
     let path = dir.path().join(sealed[0].key());
-    publish(&outputs, sealed, &UploadJournal::new(dir.path()));
+    publish(&outputs, sealed, &UploadArea::of_worker("test"));
     let file = File::open(path).expect("open");
     let metadata = ParquetRecordBatchReaderBuilder::try_new(file)
         .expect("parquet")

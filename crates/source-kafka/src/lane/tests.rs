@@ -31,6 +31,10 @@ impl SourceContext for Recorder {
     fn checkpoint(&mut self, _source: &str) -> Result<Checkpoint, SourceError> {
         Ok(Checkpoint::default())
     }
+
+    fn fence(&mut self, _lane: LaneId) {
+        unreachable!("a lane never fences itself");
+    }
 }
 
 fn limits() -> LaneLimits {
