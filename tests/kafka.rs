@@ -478,6 +478,9 @@ enum Outputs {
     Local,
     /// In an S3 bucket (moto).
     Bucket,
+    /// In an S3 bucket, with drains (100 ms) shorter than a publication there, so
+    /// that partitions are let go with segments unpublished.
+    BucketWithShortDrains,
 }
 
 /// Runs two workers of one group over the topic, applies `disturb` once a third of
@@ -495,8 +498,15 @@ fn run_group(
         Some(moto) => Tansu::start_s3(moto),
         None => Tansu::start_memory(),
     };
-    let lake = (outputs == Outputs::Bucket).then(Lake::start);
-    let settings = lake.as_ref().map(Lake::settings).unwrap_or_default();
+    let lake = (outputs != Outputs::Local).then(Lake::start);
+    let mut settings = lake.as_ref().map(Lake::settings).unwrap_or_default();
+    if outputs == Outputs::BucketWithShortDrains {
+        settings.push(("DELINK__KAFKA__DRAIN_TIMEOUT_MS", "100".to_owned()));
+        // Slower reading and more, smaller segments keep publication behind the
+        // reading when the group rebalances.
+        settings.push(("DELINK__PIPELINE__WORKERS", "1".to_owned()));
+        settings.push(("DELINK__KAFKA__SEGMENT_MAX_RECORDS", "4000".to_owned()));
+    }
     let settings: Vec<(&str, &str)> = settings
         .iter()
         .map(|(key, value)| (*key, value.as_str()))
@@ -558,6 +568,19 @@ fn workers_publishing_to_a_bucket_with_one_killed_and_restarted_write_every_reco
         workers[0].kill();
         workers[0] = start("a-again");
     });
+}
+
+#[test]
+fn partitions_let_go_before_their_segments_reach_the_bucket_are_published_once_by_their_next_owner()
+{
+    run_group(
+        200_000,
+        false,
+        Outputs::BucketWithShortDrains,
+        |_, workers, start| {
+            workers.push(start("c"));
+        },
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use delink_model::{Dataset, DeadLetters, LaneId, Published, SegmentId, SegmentRa
 use delink_sink_parquet::SealedFile;
 use delink_telemetry::{KeystoreOperation, Metrics, Output};
 
-use crate::fence::Fence;
+use crate::fence::{Fence, Publishing};
 use crate::in_flight::InFlight;
 
 /// The sealed files of one segment, with the rows they hold.
@@ -61,10 +61,11 @@ pub(crate) fn publish_segments(
             .inspect_err(|_| metrics.publish_errors.inc())?;
         // Published or dropped, it no longer holds the worker's watermark back.
         in_flight.published(lane, first);
-        if !published {
+        // Held until the report is sent, so a fence that waited for it finds the report.
+        let Some(_publishing) = published else {
             timer.stop_and_discard();
             continue;
-        }
+        };
         metrics.segments_published.inc();
         timer.observe_duration();
         // A source that has finished no longer listens.
@@ -77,13 +78,13 @@ pub(crate) fn publish_segments(
     Ok(())
 }
 
-/// Makes one segment's keys durable and its files visible; tells whether it did, or
-/// dropped the segment of a fenced lane.
-fn publish_segment(
+/// Makes one segment's keys durable and its files visible, and returns its lane's
+/// publication under way; `None` when it dropped the segment of a fenced lane.
+fn publish_segment<'a>(
     segment: SealedSegment,
-    destination: &Destination<'_>,
+    destination: &Destination<'a>,
     metrics: &Metrics,
-) -> Result<bool> {
+) -> Result<Option<Publishing<'a>>> {
     let mut outputs = Vec::with_capacity(segment.files.len());
     let mut sizes = Vec::with_capacity(segment.files.len());
     let mut staged = Vec::with_capacity(segment.files.len());
@@ -102,13 +103,13 @@ fn publish_segment(
         first: segment.segment.first_position,
         end: segment.end_position,
     };
-    let Some(_publishing) = destination.fence.enter(segment.lane) else {
+    let Some(publishing) = destination.fence.enter(segment.lane) else {
         destination.outputs.abandon(staged);
         tracing::info!(
             segment = %segment.segment.stem(),
             "a segment of input given away is not published; its next owner publishes it"
         );
-        return Ok(false);
+        return Ok(None);
     };
     let checkpoint = segment
         .resumable
@@ -131,7 +132,7 @@ fn publish_segment(
             .with_label_values(&[dataset.as_str()])
             .inc_by(rows);
     }
-    Ok(true)
+    Ok(Some(publishing))
 }
 
 /// Delivers the segment's dead letters, syncs its keys and records that it is being published.

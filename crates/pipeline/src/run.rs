@@ -586,3 +586,6 @@ fn work(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
