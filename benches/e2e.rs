@@ -10,6 +10,12 @@
 //! `target/test-venv`, see tests/support/python-env.sh), runs `delink run --kafka`
 //! until it has read them all, and prints its figures next to the file run's.
 //!
+//! `cargo bench --bench e2e -- 1000000 --duckdb 3` runs, instead of the one file run,
+//! 3 alternating pairs of the file run and the same job in DuckDB
+//! (`benches/duckdb_reference.py`, with the DuckDB of `target/test-venv`) on the
+//! same input, and prints each pair's wall times, CPU per observation and peak
+//! RSS, then the median ratio of delink's wall time to DuckDB's.
+//!
 //! Both runs are measured alike: over the whole run (start-up, the file's content
 //! digest or the group join, and the last publication included) and at steady
 //! state, the slope of the once-a-second progress lines between the first line
@@ -27,11 +33,22 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 const KEK: &str = "1:0909090909090909090909090909090909090909090909090909090909090909";
 
 fn main() -> Result<()> {
-    let count = std::env::args()
-        .skip(1)
-        .find_map(|arg| arg.replace('_', "").parse::<u64>().ok())
-        .unwrap_or(1_000_000);
-    let with_kafka = std::env::args().any(|arg| arg == "--kafka");
+    let (mut count, mut with_kafka, mut duckdb_pairs) = (1_000_000, false, None);
+    let mut args = std::env::args().skip(1).peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kafka" => with_kafka = true,
+            "--duckdb" => {
+                let pairs = args.next_if(|next| next.parse::<usize>().is_ok());
+                duckdb_pairs = Some(pairs.map_or(Ok(3), |pairs| pairs.parse())?);
+            }
+            other => {
+                if let Ok(number) = other.replace('_', "").parse::<u64>() {
+                    count = number;
+                }
+            }
+        }
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&root)?;
     let input = root.join(format!("observations-{count}.ndjson"));
@@ -48,6 +65,9 @@ fn main() -> Result<()> {
         )?;
         std::io::Write::flush(&mut out)?;
         std::fs::rename(&partial, &input)?;
+    }
+    if let Some(pairs) = duckdb_pairs {
+        return against_duckdb(&root, &input, count, pairs);
     }
     let mut command = delink_run(&root, "file", count)?;
     command.arg(&input);
@@ -74,6 +94,73 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Runs `pairs` alternating pairs of the file run and the DuckDB reference job.
+fn against_duckdb(root: &Path, input: &Path, count: u64, pairs: usize) -> Result<()> {
+    let python = test_venv()?.join("bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_reference.py");
+    let mut ratios = Vec::new();
+    for pair in 1..=pairs {
+        let mut command = delink_run(root, "file", count)?;
+        command.arg(input);
+        let delink = measure(command, root, "file", count, false)?;
+        let out = root.join(format!("duckdb-{count}"));
+        if out.exists() {
+            std::fs::remove_dir_all(&out)?;
+        }
+        let cpu_before = reaped_children_cpu_seconds()?;
+        let started = Instant::now();
+        let output = Command::new(&python)
+            .arg(&script)
+            .arg(input)
+            .arg(&out)
+            .stderr(Stdio::inherit())
+            .output()?;
+        let duckdb_wall = started.elapsed().as_secs_f64();
+        let duckdb_cpu = reaped_children_cpu_seconds()? - cpu_before;
+        if !output.status.success() {
+            return Err(format!("the DuckDB reference failed: {}", output.status).into());
+        }
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        std::fs::remove_dir_all(&out)?;
+        let ratio = delink.wall_seconds / duckdb_wall;
+        ratios.push(ratio);
+        println!(
+            "e2e/{count}/vs-duckdb pair {pair}: delink {:.2} s wall, {:.2} µs CPU per observation,              peak RSS {:.0} MiB, history {} devices {}; DuckDB {duckdb_wall:.2} s wall,              {:.2} µs CPU per observation, peak RSS {:.0} MiB, history {} devices {};              delink takes {ratio:.2} of DuckDB's wall time",
+            delink.wall_seconds,
+            delink.cpu_us_per_obs,
+            delink.peak_mib,
+            delink.summary["history_rows"],
+            delink.summary["devices_rows"],
+            duckdb_cpu * 1e6 / count.max(1) as f64,
+            report["peak_rss_bytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0),
+            report["history_rows"],
+            report["devices_rows"],
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "e2e/{count}/vs-duckdb: median of {pairs} pairs, delink takes {:.2} of DuckDB's wall time ({:.1}x as fast)",
+        ratios[ratios.len() / 2],
+        1.0 / ratios[ratios.len() / 2]
+    );
+    Ok(())
+}
+
+/// The test tools' virtual environment (tansu, DuckDB), set up when missing.
+fn test_venv() -> Result<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/test-venv");
+    if !venv.join("bin/tansu").exists() || !venv.join("bin/python").exists() {
+        let status = Command::new("bash")
+            .arg(root.join("tests/support/python-env.sh"))
+            .status()?;
+        if !status.success() {
+            return Err("tests/support/python-env.sh failed".into());
+        }
+    }
+    Ok(venv)
+}
+
 /// `delink run` into a fresh data directory, with a summary and a progress line a second.
 fn delink_run(root: &Path, name: &str, count: u64) -> Result<Command> {
     let data = root.join(format!("data-{name}-{count}"));
@@ -97,6 +184,8 @@ fn delink_run(root: &Path, name: &str, count: u64) -> Result<Command> {
 
 /// What one run showed.
 struct Figures {
+    /// Wall time of the process, as the harness saw it.
+    wall_seconds: f64,
     whole_rate: f64,
     whole_megabytes: f64,
     seconds: f64,
@@ -161,6 +250,7 @@ fn measure(
         }
     }
     let status = child.wait()?;
+    let wall_seconds = started.elapsed().as_secs_f64();
     if !status.success() {
         return Err(format!("delink run ({name}) failed: {status}").into());
     }
@@ -188,6 +278,7 @@ fn measure(
     };
     let whole_rate = count as f64 / seconds;
     Ok(Figures {
+        wall_seconds,
         whole_rate,
         whole_megabytes: whole_rate * bytes_per_record / 1e6,
         seconds,
@@ -222,7 +313,6 @@ fn reaped_children_cpu_seconds() -> Result<f64> {
 /// The Kafka-input run of the harness: a local tansu and a loaded topic.
 mod kafka {
     use std::net::{Ipv4Addr, TcpListener, TcpStream};
-    use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -242,16 +332,7 @@ mod kafka {
 
     impl Broker {
         pub(super) fn start() -> Result<Broker> {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let tansu = root.join("target/test-venv/bin/tansu");
-            if !tansu.exists() {
-                let status = Command::new("bash")
-                    .arg(root.join("tests/support/python-env.sh"))
-                    .status()?;
-                if !status.success() {
-                    return Err("tests/support/python-env.sh failed".into());
-                }
-            }
+            let tansu = super::test_venv()?.join("bin/tansu");
             let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
                 .local_addr()?
                 .port();
