@@ -108,6 +108,20 @@ fn options(brokers: &str, strategy: &str) -> KafkaOptions {
     }
 }
 
+/// A mock cluster holding the topic with records `0..count`, and its bootstrap servers.
+fn cluster_with_records(
+    count: u32,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, 0..count);
+    (cluster, brokers)
+}
+
 fn produce(brokers: &str, range: std::ops::Range<u32>) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -218,10 +232,7 @@ fn committed(brokers: &str) -> BTreeMap<i32, i64> {
 
 #[test]
 fn every_record_is_written_once_committed_after_publication_and_a_restart_reads_nothing_again() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
-    let brokers = cluster.bootstrap_servers();
-    produce(&brokers, 0..1000);
+    let (_cluster, brokers) = cluster_with_records(1000);
 
     let output = Arc::new(Mutex::new(Output::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -301,10 +312,7 @@ fn a_member_joining_takes_partitions_only_after_they_are_drained_and_committed()
         .with_test_writer()
         .with_env_filter("debug")
         .try_init();
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
-    let brokers = cluster.bootstrap_servers();
-    produce(&brokers, 0..600);
+    let (_cluster, brokers) = cluster_with_records(600);
     // One output, as two workers sharing a data directory have.
     let output = Arc::new(Mutex::new(Output::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -363,10 +371,7 @@ fn a_partition_whose_segments_miss_the_drain_timeout_is_fenced_before_it_is_give
         .with_test_writer()
         .with_env_filter("info")
         .try_init();
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
-    let brokers = cluster.bootstrap_servers();
-    produce(&brokers, 0..600);
+    let (_cluster, brokers) = cluster_with_records(600);
     // Outputs of their own: lane ids are per consumer.
     let output = Arc::new(Mutex::new(Output::default()));
     let healthy_output = Arc::new(Mutex::new(Output::default()));
