@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 
 use anyhow::{Result, anyhow};
@@ -11,7 +12,7 @@ use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::SchemaRef;
 use arrow_select::concat::concat_batches;
 use arrow_select::filter::filter_record_batch;
-use delink_anonymise::anonymise;
+use delink_anonymise::{Outcome, anonymise};
 use delink_datadir::{date_partition, format_day};
 use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, SegmentId};
@@ -260,19 +261,19 @@ fn absorb(
     }))
 }
 
-/// Writes each day's held devices/ rows, anonymised together.
+/// Writes each day's held devices/ rows, anonymised together; the days are
+/// anonymised in parallel (the workers wait on the segment's close anyway).
 fn write_anonymised(
     open: &mut OpenSegment,
     anonymity: &Anonymity,
     published: &SchemaRef,
     metrics: &Metrics,
 ) -> Result<()> {
-    for (day, batches) in std::mem::take(&mut open.held_devices) {
-        let Some(first) = batches.first() else {
-            continue;
-        };
-        let rows = concat_batches(&first.schema(), &batches)?;
-        let (anonymised, outcome) = anonymise(&rows, anonymity, published)?;
+    let days: Vec<(i32, Vec<RecordBatch>)> = std::mem::take(&mut open.held_devices)
+        .into_iter()
+        .filter(|(_, batches)| !batches.is_empty())
+        .collect();
+    for (day, (anonymised, outcome)) in anonymise_days(&days, anonymity, published)? {
         open.devices.write(&date_partition(day), &anonymised)?;
         metrics.count_profiles(&outcome.rows_by_level, outcome.rows_below_k);
         for (column, count) in &outcome.numbers_withheld {
@@ -292,6 +293,55 @@ fn write_anonymised(
         }
     }
     Ok(())
+}
+
+/// One day's anonymised devices/ rows, with what anonymising them did.
+type AnonymisedDay = (i32, (RecordBatch, Outcome));
+
+/// Anonymises each day's rows, on up to as many threads as there are cores;
+/// returns them in day order.
+fn anonymise_days(
+    days: &[(i32, Vec<RecordBatch>)],
+    anonymity: &Anonymity,
+    published: &SchemaRef,
+) -> Result<Vec<AnonymisedDay>> {
+    let one_day = |(day, batches): &(i32, Vec<RecordBatch>)| -> Result<AnonymisedDay> {
+        let rows = concat_batches(&batches[0].schema(), batches)?;
+        Ok((*day, anonymise(&rows, anonymity, published)?))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(days.len());
+    if threads <= 1 {
+        return days.iter().map(one_day).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<AnonymisedDay>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(day) = days.get(index) else {
+                            return mine;
+                        };
+                        mine.push((index, one_day(day)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
 }
 
 /// Counts one absorbed batch, once per batch.
