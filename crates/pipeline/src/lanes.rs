@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Result, anyhow};
 use arrow_array::{BooleanArray, RecordBatch};
@@ -273,7 +273,7 @@ fn write_anonymised(
         .into_iter()
         .filter(|(_, batches)| !batches.is_empty())
         .collect();
-    for (day, (anonymised, outcome)) in anonymise_days(&days, anonymity, published)? {
+    for (day, (anonymised, outcome)) in anonymise_days(days, anonymity, published)? {
         open.devices.write(&date_partition(day), &anonymised)?;
         metrics.count_profiles(&outcome.rows_by_level, outcome.rows_below_k);
         for (column, count) in &outcome.numbers_withheld {
@@ -298,32 +298,34 @@ fn write_anonymised(
 /// One day's anonymised devices/ rows, with what anonymising them did.
 type AnonymisedDay = (i32, (RecordBatch, Outcome));
 
-/// Anonymises each day's rows, on up to as many threads as there are cores;
-/// returns them in day order.
+/// Anonymises each day's rows, on up to as many threads as there are cores,
+/// dropping each day's input rows as soon as they are concatenated; returns the
+/// days in order.
 fn anonymise_days(
-    days: &[(i32, Vec<RecordBatch>)],
+    days: Vec<(i32, Vec<RecordBatch>)>,
     anonymity: &Anonymity,
     published: &SchemaRef,
 ) -> Result<Vec<AnonymisedDay>> {
-    let one_day = |(day, batches): &(i32, Vec<RecordBatch>)| -> Result<AnonymisedDay> {
-        let rows = concat_batches(&batches[0].schema(), batches)?;
-        Ok((*day, anonymise(&rows, anonymity, published)?))
+    let one_day = |(day, batches): (i32, Vec<RecordBatch>)| -> Result<AnonymisedDay> {
+        let rows = concat_batches(&batches[0].schema(), &batches)?;
+        drop(batches);
+        Ok((day, anonymise(&rows, anonymity, published)?))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(days.len());
     if threads <= 1 {
-        return days.iter().map(one_day).collect();
+        return days.into_iter().map(one_day).collect();
     }
-    let next = AtomicUsize::new(0);
+    let queue = Mutex::new(days.into_iter().enumerate());
     let mut done: Vec<(usize, Result<AnonymisedDay>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(day) = days.get(index) else {
+                        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+                        let Some((index, day)) = next else {
                             return mine;
                         };
                         mine.push((index, one_day(day)));
