@@ -23,15 +23,17 @@ mod columns;
 mod micro;
 mod profile;
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt8Array, UInt32Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
-use arrow_select::concat::concat_batches;
-use arrow_select::take::take_record_batch;
+use arrow_select::concat::concat;
+use arrow_select::take::take;
 use delink_policy::{Anonymity, Step};
+use rustc_hash::FxHashMap;
 
 /// The column holding how many coarsening steps a row's profile took.
 pub const LEVEL_COLUMN: &str = "profile_level";
@@ -116,122 +118,217 @@ pub fn anonymise(
     anonymity: &Anonymity,
     published: &SchemaRef,
 ) -> Result<(RecordBatch, Outcome), ArrowError> {
-    let (rows, outcome) = anonymise_by_kind(batch, anonymity, published)?;
-    Ok((
-        order_by_pseudonyms(&rows, &anonymity.charger_column)?,
-        outcome,
-    ))
+    let groups = groups_by_kind(batch, anonymity)?;
+    let mut outcome = Outcome::default();
+    let mut parts = Vec::with_capacity(groups.len());
+    for (steps, rows) in &groups {
+        let part = anonymise_rows(batch, rows, anonymity, steps)?;
+        outcome.add(&part.outcome);
+        parts.push(part);
+    }
+    // Rows in the order of the groups, then by pseudonyms.
+    let grouped: Vec<u32> = groups
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().copied())
+        .collect();
+    let order = order_by_pseudonyms(batch, &grouped, &anonymity.charger_column)?;
+    let source_rows = UInt32Array::from_iter_values(order.iter().map(|at| grouped[*at as usize]));
+    let order = UInt32Array::from(order);
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 1);
+    for (index, field) in batch.schema().fields().iter().enumerate() {
+        let original = batch.column(index);
+        let replaced = parts
+            .iter()
+            .any(|part| part.replaced.contains_key(field.name()));
+        let array = if replaced {
+            let mut pieces = Vec::with_capacity(parts.len());
+            for (part, (_, rows)) in parts.iter().zip(&groups) {
+                pieces.push(match part.replaced.get(field.name()) {
+                    Some(array) => array.clone(),
+                    None => take(original.as_ref(), &UInt32Array::from(rows.clone()), None)?,
+                });
+            }
+            let pieces: Vec<&dyn Array> = pieces.iter().map(AsRef::as_ref).collect();
+            take(concat(&pieces)?.as_ref(), &order, None)?
+        } else {
+            take(original.as_ref(), &source_rows, None)?
+        };
+        arrays.push(array);
+    }
+    let levels: Vec<u8> = parts
+        .iter()
+        .flat_map(|part| part.levels.iter().copied())
+        .collect();
+    let levels = order.values().iter().map(|at| levels[*at as usize]);
+    arrays.push(Arc::new(UInt8Array::from_iter_values(levels)));
+    Ok((RecordBatch::try_new(published.clone(), arrays)?, outcome))
 }
 
-fn anonymise_by_kind(
+/// Rows anonymised together, with the steps they take.
+type Group<'a> = (&'a [Step], Vec<u32>);
+
+/// The rows anonymised together, with their steps: each kind's apart (kinds
+/// in order) when steps depend on the kind, else all of them.
+fn groups_by_kind<'a>(
     batch: &RecordBatch,
-    anonymity: &Anonymity,
-    published: &SchemaRef,
-) -> Result<(RecordBatch, Outcome), ArrowError> {
+    anonymity: &'a Anonymity,
+) -> Result<Vec<Group<'a>>, ArrowError> {
+    let all: Vec<u32> = (0..batch.num_rows() as u32).collect();
     let Some(kind_column) = anonymity
         .kind_column
         .as_deref()
         .filter(|_| !anonymity.steps_by_kind.is_empty())
     else {
-        return anonymise_with(batch, anonymity, &anonymity.steps, published);
+        return Ok(vec![(&anonymity.steps, all)]);
     };
-    let mut by_kind: BTreeMap<Option<String>, Vec<u32>> = BTreeMap::new();
-    for (row, kind) in columns::text(column(batch, kind_column)?)?
+    let (kinds, codes) = columns::coded(column(batch, kind_column)?, &all)?;
+    let mut rows_by_code: Vec<Vec<u32>> = vec![Vec::new(); kinds.values.len()];
+    for (row, code) in codes.into_iter().enumerate() {
+        rows_by_code[code as usize].push(row as u32);
+    }
+    let mut by_kind: Vec<(Option<String>, Vec<u32>)> =
+        kinds.values.into_iter().zip(rows_by_code).collect();
+    by_kind.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(by_kind
         .into_iter()
-        .enumerate()
-    {
-        by_kind.entry(kind).or_default().push(row as u32);
-    }
-    let mut parts = Vec::with_capacity(by_kind.len());
-    let mut outcome = Outcome::default();
-    for (kind, rows) in by_kind {
-        let rows = take_record_batch(batch, &UInt32Array::from(rows))?;
-        let steps = anonymity.steps_for(kind.as_deref());
-        let (part, part_outcome) = anonymise_with(&rows, anonymity, steps, published)?;
-        outcome.add(&part_outcome);
-        parts.push(part);
-    }
-    Ok((concat_batches(published, &parts)?, outcome))
+        .map(|(kind, rows)| (anonymity.steps_for(kind.as_deref()), rows))
+        .collect())
 }
 
-fn anonymise_with(
+/// What anonymising one group of rows made of them.
+struct Part {
+    /// Each row's level, in the group's order.
+    levels: Vec<u8>,
+    /// The columns the group's rows take new values in (in the group's order).
+    replaced: HashMap<String, ArrayRef>,
+    outcome: Outcome,
+}
+
+fn anonymise_rows(
     batch: &RecordBatch,
+    rows: &[u32],
     anonymity: &Anonymity,
     steps: &[Step],
-    published: &SchemaRef,
-) -> Result<(RecordBatch, Outcome), ArrowError> {
-    let chargers = charger_codes(column(batch, &anonymity.charger_column)?)?;
-    let mut profile = profile::Profile::read(batch, anonymity, steps)?;
+) -> Result<Part, ArrowError> {
+    let chargers = charger_codes(column(batch, &anonymity.charger_column)?, rows)?;
+    let mut profile = profile::Profile::read(batch, rows, anonymity, steps)?;
     let (levels, rows_below_k) = profile.assign_levels(&chargers, steps.len(), anonymity.k);
-    let (micro, numbers_withheld) = micro::microaggregate(batch, anonymity, &profile, &chargers)?;
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 1);
+    let (mut replaced, numbers_withheld) =
+        micro::microaggregate(batch, rows, anonymity, &profile, &chargers)?;
     for (index, field) in batch.schema().fields().iter().enumerate() {
-        let original = batch.column(index);
-        let array = match (
-            profile.rebuilt(field.name(), original)?,
-            micro.get(field.name()),
-        ) {
-            (Some(rebuilt), _) => rebuilt,
-            (None, Some(aggregated)) => aggregated.clone(),
-            (None, None) => original.clone(),
-        };
-        arrays.push(array);
+        if let Some(rebuilt) = profile.rebuilt(field.name(), batch.column(index), rows)? {
+            replaced.insert(field.name().clone(), rebuilt);
+        }
     }
     let mut rows_by_level = vec![0u64; steps.len() + 1];
     for level in &levels {
         rows_by_level[usize::from(*level)] += 1;
     }
-    arrays.push(Arc::new(UInt8Array::from(levels)));
-    let outcome = Outcome {
-        rows_by_level,
-        rows_below_k,
-        numbers_withheld,
-    };
-    Ok((RecordBatch::try_new(published.clone(), arrays)?, outcome))
+    Ok(Part {
+        levels,
+        replaced,
+        outcome: Outcome {
+            rows_by_level,
+            rows_below_k,
+            numbers_withheld,
+        },
+    })
 }
 
-/// Sorts rows by the charger pseudonym, then by every other string pseudonym
-/// column (keyed hashes: an order that tells nothing of the input's).
+/// Whether a column holds pseudonyms (keyed hashes).
+fn is_pseudonym(field: &Field) -> bool {
+    field
+        .metadata()
+        .get("delink.action")
+        .is_some_and(|action| action.starts_with("pseudonymise"))
+}
+
+/// Positions into `rows`, sorted by the rows' charger pseudonym, then by every
+/// other string pseudonym column (keyed hashes: an order that tells nothing
+/// of the input's), then by position.
 fn order_by_pseudonyms(
     batch: &RecordBatch,
+    rows: &[u32],
     charger_column: &str,
-) -> Result<RecordBatch, ArrowError> {
+) -> Result<Vec<u32>, ArrowError> {
     let schema = batch.schema();
-    let mut keys: Vec<&StringArray> = Vec::new();
     let charger = column(batch, charger_column)?;
+    let mut keys: Vec<&StringArray> = Vec::new();
     keys.extend(charger.as_string_opt::<i32>());
     for (index, field) in schema.fields().iter().enumerate() {
-        let pseudonym = field
-            .metadata()
-            .get("delink.action")
-            .is_some_and(|action| action.starts_with("pseudonymise"));
-        if pseudonym && field.name() != charger_column {
+        if is_pseudonym(field) && field.name() != charger_column {
             keys.extend(batch.column(index).as_string_opt::<i32>());
         }
     }
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    order.sort_by(|a, b| {
-        keys.iter()
-            .map(|key| {
-                let value = |row: u32| key.is_valid(row as usize).then(|| key.value(row as usize));
-                value(*a).cmp(&value(*b))
-            })
-            .find(|order| order.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
+    // Cheap keys first: the charger's rank among the chargers, then the next
+    // column's first eight bytes; the full comparison decides what they leave equal.
+    let charger_rank = keys.first().map(|key| ranks(key, rows));
+    let prefix = keys.get(1).map(|key| {
+        rows.iter()
+            .map(|row| value(key, *row as usize).map(prefix_of))
+            .collect::<Vec<_>>()
     });
-    take_record_batch(batch, &UInt32Array::from(order))
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+    order.sort_unstable_by(|a, b| {
+        let (a, b) = (*a as usize, *b as usize);
+        let cheap = |at: usize| {
+            (
+                charger_rank.as_ref().map(|ranks| ranks[at]),
+                prefix.as_ref().map(|prefix| prefix[at]),
+            )
+        };
+        cheap(a)
+            .cmp(&cheap(b))
+            .then_with(|| {
+                let (row_a, row_b) = (rows[a] as usize, rows[b] as usize);
+                keys.iter()
+                    .map(|key| value(key, row_a).cmp(&value(key, row_b)))
+                    .find(|order| order.is_ne())
+                    .unwrap_or(Ordering::Equal)
+            })
+            .then(a.cmp(&b))
+    });
+    Ok(order)
 }
 
-/// Each row's charger as a small number (equal pseudonyms, equal numbers).
-fn charger_codes(array: &ArrayRef) -> Result<Vec<u32>, ArrowError> {
-    let mut index: HashMap<Option<String>, u32> = HashMap::new();
-    Ok(columns::text(array)?
-        .into_iter()
-        .map(|charger| {
-            let next = index.len() as u32;
-            *index.entry(charger).or_insert(next)
+/// The rank of each of `rows`' values among the column's distinct values (null first).
+fn ranks(key: &StringArray, rows: &[u32]) -> Vec<u32> {
+    let mut distinct: FxHashMap<Option<&str>, u32> = FxHashMap::default();
+    let seen: Vec<u32> = rows
+        .iter()
+        .map(|row| {
+            let next = distinct.len() as u32;
+            *distinct.entry(value(key, *row as usize)).or_insert(next)
         })
-        .collect())
+        .collect();
+    let mut ordered: Vec<(Option<&str>, u32)> = distinct.into_iter().collect();
+    ordered.sort_unstable();
+    let mut rank_of_seen = vec![0u32; ordered.len()];
+    for (rank, (_, seen)) in ordered.iter().enumerate() {
+        rank_of_seen[*seen as usize] = rank as u32;
+    }
+    seen.into_iter()
+        .map(|seen| rank_of_seen[seen as usize])
+        .collect()
+}
+
+/// A string column's value at `row`, `None` when null.
+fn value(key: &StringArray, row: usize) -> Option<&str> {
+    key.is_valid(row).then(|| key.value(row))
+}
+
+/// A string's first eight bytes as a number that orders like the string
+/// (shorter strings padded with zeros: equal numbers need the full comparison).
+fn prefix_of(value: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let head = &value.as_bytes()[..value.len().min(8)];
+    bytes[..head.len()].copy_from_slice(head);
+    u64::from_be_bytes(bytes)
+}
+
+/// Each of `rows`' charger as a small number (equal pseudonyms, equal numbers).
+fn charger_codes(array: &ArrayRef, rows: &[u32]) -> Result<Vec<u32>, ArrowError> {
+    Ok(columns::coded(array, rows)?.1)
 }
 
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, ArrowError> {

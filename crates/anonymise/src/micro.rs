@@ -2,7 +2,7 @@
 //! `k` chargers whose rows agree on every other published column; numbers
 //! that cannot find `k` such chargers are withheld.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -10,16 +10,21 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{ArrowError, DataType};
 use delink_policy::Anonymity;
+use rustc_hash::FxHashSet;
 
 use crate::profile::Profile;
 
 /// Microaggregated columns by name, and per column the numbers withheld.
 type Aggregated = (HashMap<String, ArrayRef>, BTreeMap<String, u64>);
 
+/// Rows holding the same numbers (as bits) with the same published profile (level, rank).
+type Subgroup = (u64, (u8, u32));
+
 /// The microaggregated columns by name, and per column how many numbers were
 /// withheld for want of `k` chargers.
 pub(crate) fn microaggregate(
     batch: &RecordBatch,
+    rows: &[u32],
     anonymity: &Anonymity,
     profile: &Profile,
     chargers: &[u32],
@@ -31,32 +36,34 @@ pub(crate) fn microaggregate(
     let numbers: Vec<Vec<Option<f64>>> = anonymity
         .microaggregate
         .iter()
-        .map(|name| as_floats(crate::column(batch, name)?))
+        .map(|name| as_floats(crate::column(batch, name)?, rows))
         .collect::<Result<_, _>>()?;
     // Which numbers a row holds, as bits; rows holding none are left alone.
-    let signature = |row: usize| -> u64 {
-        numbers
-            .iter()
-            .enumerate()
-            .filter(|(_, column)| column[row].is_some())
-            .fold(0, |bits, (index, _)| bits | 1 << (index % 64))
-    };
-    let first = |row: usize| numbers.iter().find_map(|column| column[row]).unwrap_or(0.0);
-    let mut rows: Vec<usize> = (0..batch.num_rows())
-        .filter(|row| signature(*row) != 0)
+    let signatures: Vec<u64> = (0..rows.len())
+        .map(|row| {
+            numbers
+                .iter()
+                .enumerate()
+                .filter(|(_, column)| column[row].is_some())
+                .fold(0, |bits, (index, _)| bits | 1 << (index % 64))
+        })
         .collect();
-    let same_subgroup =
-        |a: usize, b: usize| signature(a) == signature(b) && profile.compare(a, b).is_eq();
+    let first = |row: usize| numbers.iter().find_map(|column| column[row]).unwrap_or(0.0);
+    let subgroup = |row: usize| (signatures[row], profile.published_rank(row));
+    let mut keyed: Vec<(Subgroup, f64, usize)> = (0..rows.len())
+        .filter(|row| signatures[*row] != 0)
+        .map(|row| (subgroup(row), first(row), row))
+        .collect();
     // Subgroups together, and within each, neighbouring values together.
-    rows.sort_unstable_by(|a, b| {
-        signature(*a)
-            .cmp(&signature(*b))
-            .then_with(|| profile.compare(*a, *b))
-            .then_with(|| first(*a).total_cmp(&first(*b)))
-            .then(a.cmp(b))
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.total_cmp(&b.1))
+            .then(a.2.cmp(&b.2))
     });
+    let rows_in_order: Vec<usize> = keyed.iter().map(|(_, _, row)| *row).collect();
+    let same_subgroup = |a: usize, b: usize| subgroup(a) == subgroup(b);
     let mut aggregated = numbers.clone();
-    for subgroup in rows.chunk_by(|a, b| same_subgroup(*a, *b)) {
+    for subgroup in rows_in_order.chunk_by(|a, b| same_subgroup(*a, *b)) {
         for cluster in clusters(subgroup, chargers, anonymity.k) {
             if cluster_chargers(cluster, chargers) < anonymity.k {
                 // Too few chargers to share a mean with: the numbers are withheld.
@@ -109,7 +116,7 @@ pub(crate) fn microaggregate(
 fn clusters<'r>(rows: &'r [usize], chargers: &[u32], k: usize) -> Vec<&'r [usize]> {
     let mut runs = Vec::new();
     let mut start = 0;
-    let mut seen = HashSet::new();
+    let mut seen = FxHashSet::default();
     for (position, row) in rows.iter().enumerate() {
         seen.insert(chargers[*row]);
         if seen.len() >= k {
@@ -131,18 +138,26 @@ fn cluster_chargers(cluster: &[usize], chargers: &[u32]) -> usize {
     cluster
         .iter()
         .map(|row| chargers[*row])
-        .collect::<HashSet<_>>()
+        .collect::<FxHashSet<_>>()
         .len()
 }
 
-fn as_floats(array: &ArrayRef) -> Result<Vec<Option<f64>>, ArrowError> {
+/// `rows` of a numeric column as floats.
+fn as_floats(array: &ArrayRef, rows: &[u32]) -> Result<Vec<Option<f64>>, ArrowError> {
+    let valid = |row: usize| array.is_valid(row);
     Ok(match array.data_type() {
-        DataType::Int64 => array
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|v| v.map(|v| v as f64))
-            .collect(),
-        DataType::Float64 => array.as_primitive::<Float64Type>().iter().collect(),
+        DataType::Int64 => {
+            let values = array.as_primitive::<Int64Type>();
+            rows.iter()
+                .map(|row| valid(*row as usize).then(|| values.value(*row as usize) as f64))
+                .collect()
+        }
+        DataType::Float64 => {
+            let values = array.as_primitive::<Float64Type>();
+            rows.iter()
+                .map(|row| valid(*row as usize).then(|| values.value(*row as usize)))
+                .collect()
+        }
         other => {
             return Err(ArrowError::SchemaError(format!(
                 "cannot microaggregate a {other} column"

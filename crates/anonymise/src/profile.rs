@@ -10,39 +10,30 @@
 //! remainder, shared by `k` chargers unless the whole group had fewer.
 //!
 //! Columns are dictionary-coded: a step coarsens each distinct value once,
-//! and a row's profile at any level is a table lookup.
-
-use std::cmp::Ordering;
-use std::collections::HashMap;
+//! and a row's profile at any level is a table lookup. Each level's profiles
+//! are then ranked (equal profiles, equal ranks, in the order of their codes),
+//! so grouping and ordering rows compares one number.
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
 use delink_policy::{Anonymity, Step};
+use rustc_hash::FxHashMap;
 
-use crate::columns;
+use crate::columns::{self, Dictionary};
 
 /// One profile column: its distinct values (coarsened ones included), each
 /// row's code as written, and per level the code each written code becomes.
 struct Coded {
     name: String,
-    values: Vec<Option<String>>,
+    dictionary: Dictionary,
     codes: Vec<u32>,
     /// `at_level[level][code]`: the code of `code`'s value after `level` steps.
     at_level: Vec<Vec<u32>>,
 }
 
 impl Coded {
-    fn new(name: String, text: Vec<Option<String>>, steps: &[Step]) -> Coded {
-        let mut index: HashMap<Option<String>, u32> = HashMap::new();
-        let mut values = Vec::new();
-        let mut intern = |value: Option<String>, values: &mut Vec<Option<String>>| {
-            *index.entry(value).or_insert_with_key(|value| {
-                values.push(value.clone());
-                (values.len() - 1) as u32
-            })
-        };
-        let codes: Vec<u32> = text.into_iter().map(|v| intern(v, &mut values)).collect();
-        let written = values.len();
+    fn new(name: String, mut dictionary: Dictionary, codes: Vec<u32>, steps: &[Step]) -> Coded {
+        let written = dictionary.values.len();
         let mut at_level = vec![(0..written as u32).collect::<Vec<u32>>()];
         for step in steps {
             let previous = at_level.last().cloned().unwrap_or_default();
@@ -50,8 +41,9 @@ impl Coded {
                 previous
                     .iter()
                     .map(|code| {
-                        let coarser = step.generalisation.apply(values[*code as usize].as_deref());
-                        intern(coarser, &mut values)
+                        let value = dictionary.values[*code as usize].as_deref();
+                        let coarser = step.generalisation.apply(value);
+                        dictionary.code(coarser.as_deref())
                     })
                     .collect()
             } else {
@@ -61,7 +53,7 @@ impl Coded {
         }
         Coded {
             name,
-            values,
+            dictionary,
             codes,
             at_level,
         }
@@ -72,55 +64,43 @@ impl Coded {
     }
 }
 
-/// The profile columns of a batch.
+/// The profile columns of some rows of a batch (row `i` here is `rows[i]` there).
 pub(crate) struct Profile {
     columns: Vec<Coded>,
+    /// `ranks[level][row]`: the row's profile at `level` among that level's profiles.
+    ranks: Vec<Vec<u32>>,
     levels: Vec<u8>,
 }
 
 impl Profile {
     pub(crate) fn read(
         batch: &RecordBatch,
+        rows: &[u32],
         anonymity: &Anonymity,
         steps: &[Step],
     ) -> Result<Profile, ArrowError> {
         let mut columns = Vec::new();
         for (index, field) in batch.schema().fields().iter().enumerate() {
-            let pseudonym = field
-                .metadata()
-                .get("delink.action")
-                .is_some_and(|action| action.starts_with("pseudonymise"));
-            if pseudonym || anonymity.microaggregate.contains(field.name()) {
+            if crate::is_pseudonym(field) || anonymity.microaggregate.contains(field.name()) {
                 continue;
             }
-            let text = columns::text(batch.column(index))?;
-            columns.push(Coded::new(field.name().clone(), text, steps));
+            let (dictionary, codes) = columns::coded(batch.column(index), rows)?;
+            columns.push(Coded::new(field.name().clone(), dictionary, codes, steps));
         }
+        let ranks = (0..=steps.len())
+            .map(|level| ranks_at(&columns, rows.len(), level))
+            .collect();
         Ok(Profile {
             columns,
-            levels: vec![0; batch.num_rows()],
+            ranks,
+            levels: vec![0; rows.len()],
         })
     }
 
-    /// Orders two rows by their profiles at `level`.
-    fn compare_at(&self, a: usize, b: usize, level: usize) -> Ordering {
-        self.columns
-            .iter()
-            .map(|column| column.code(a, level).cmp(&column.code(b, level)))
-            .find(|order| order.is_ne())
-            .unwrap_or(Ordering::Equal)
-    }
-
-    /// Orders two rows by their published profiles (each at its own level).
-    pub(crate) fn compare(&self, a: usize, b: usize) -> Ordering {
-        let (la, lb) = (usize::from(self.levels[a]), usize::from(self.levels[b]));
-        la.cmp(&lb).then_with(|| {
-            self.columns
-                .iter()
-                .map(|column| column.code(a, la).cmp(&column.code(b, lb)))
-                .find(|order| order.is_ne())
-                .unwrap_or(Ordering::Equal)
-        })
+    /// The rank of a row's published profile (at its own level), the level first.
+    pub(crate) fn published_rank(&self, row: usize) -> (u8, u32) {
+        let level = self.levels[row];
+        (level, self.ranks[usize::from(level)][row])
     }
 
     /// Gives every row its level; returns the levels and how many rows sit in
@@ -134,7 +114,7 @@ impl Profile {
         let mut rows: Vec<usize> = (0..chargers.len()).collect();
         let mut below_k = 0;
         for group in self.split(&mut rows, top, chargers) {
-            if distinct(&group, chargers) >= k {
+            if distinct_sorted(&group, chargers) >= k {
                 self.refine(group, top, chargers, k);
             } else {
                 below_k += group.len() as u64;
@@ -155,7 +135,7 @@ impl Profile {
         let finer = self.split(&mut group, level - 1, chargers);
         let (stay, mut go): (Vec<Vec<usize>>, Vec<Vec<usize>>) = finer
             .into_iter()
-            .partition(|sub| distinct(sub, chargers) < k);
+            .partition(|sub| distinct_sorted(sub, chargers) < k);
         let mut stay = stay.concat();
         if !stay.is_empty() {
             borrow(&mut stay, &mut go, chargers, k);
@@ -172,13 +152,11 @@ impl Profile {
         }
     }
 
-    /// Splits rows into groups of equal profile at `level`.
+    /// Splits rows into groups of equal profile at `level`, each sorted by charger.
     fn split(&self, rows: &mut [usize], level: usize, chargers: &[u32]) -> Vec<Vec<usize>> {
-        rows.sort_unstable_by(|a, b| {
-            self.compare_at(*a, *b, level)
-                .then(chargers[*a].cmp(&chargers[*b]))
-        });
-        rows.chunk_by(|a, b| self.compare_at(*a, *b, level).is_eq())
+        let ranks = &self.ranks[level];
+        rows.sort_unstable_by_key(|row| (u64::from(ranks[*row]) << 32) | u64::from(chargers[*row]));
+        rows.chunk_by(|a, b| ranks[*a] == ranks[*b])
             .map(<[usize]>::to_vec)
             .collect()
     }
@@ -188,6 +166,7 @@ impl Profile {
         &self,
         name: &str,
         original: &ArrayRef,
+        rows: &[u32],
     ) -> Result<Option<ArrayRef>, ArrowError> {
         let Some(column) = self.columns.iter().find(|column| column.name == name) else {
             return Ok(None);
@@ -198,26 +177,61 @@ impl Profile {
         if codes == column.codes {
             return Ok(None);
         }
-        columns::rebuild(original, &column.values, &codes).map(Some)
+        columns::rebuild(original, rows, &column.dictionary.values, &codes).map(Some)
     }
+}
+
+/// Every row's rank among the distinct profiles at `level`, profiles ordered
+/// column by column by their codes.
+fn ranks_at(columns: &[Coded], rows: usize, level: usize) -> Vec<u32> {
+    let width = columns.len();
+    let mut profiles = vec![0u32; rows * width];
+    for (index, column) in columns.iter().enumerate() {
+        let at_level = &column.at_level[level];
+        for (row, code) in column.codes.iter().enumerate() {
+            profiles[row * width + index] = at_level[*code as usize];
+        }
+    }
+    if width == 0 {
+        return vec![0; rows];
+    }
+    let mut distinct: FxHashMap<&[u32], u32> = FxHashMap::default();
+    let seen: Vec<u32> = profiles
+        .chunks_exact(width)
+        .map(|profile| {
+            let next = distinct.len() as u32;
+            *distinct.entry(profile).or_insert(next)
+        })
+        .collect();
+    let mut ordered: Vec<(&[u32], u32)> = distinct.into_iter().collect();
+    ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut rank_of_seen = vec![0u32; ordered.len()];
+    for (rank, (_, seen)) in ordered.iter().enumerate() {
+        rank_of_seen[*seen as usize] = rank as u32;
+    }
+    seen.into_iter()
+        .map(|seen| rank_of_seen[seen as usize])
+        .collect()
 }
 
 /// Makes the rows that stay at a level a group of `k` chargers: takes whole
 /// chargers from the largest sub-groups that can spare them (keeping `k`),
-/// then, if that is not enough, whole sub-groups, smallest first.
+/// then, if that is not enough, whole sub-groups, smallest first. Sub-groups
+/// are sorted by charger.
 fn borrow(stay: &mut Vec<usize>, go: &mut Vec<Vec<usize>>, chargers: &[u32], k: usize) {
-    go.sort_by_key(|sub| std::cmp::Reverse(distinct(sub, chargers)));
+    go.sort_by_cached_key(|sub| std::cmp::Reverse(distinct_sorted(sub, chargers)));
+    let mut have = distinct(stay, chargers);
     for sub in go.iter_mut() {
-        let needed = k.saturating_sub(distinct(stay, chargers));
-        let spare = distinct(sub, chargers).saturating_sub(k);
+        let needed = k.saturating_sub(have);
+        let spare = distinct_sorted(sub, chargers).saturating_sub(k);
         if needed == 0 {
             return;
         }
         if spare == 0 {
             continue;
         }
-        // Sub-groups are sorted by charger: the first chargers move, all their rows.
-        let mut moved = Vec::new();
+        // The first chargers move, all their rows.
+        let mut moved = 0;
         let mut taken = 0;
         let mut last = None;
         for &row in sub.iter() {
@@ -228,14 +242,17 @@ fn borrow(stay: &mut Vec<usize>, go: &mut Vec<Vec<usize>>, chargers: &[u32], k: 
                 taken += 1;
                 last = Some(chargers[row]);
             }
-            moved.push(row);
+            moved += 1;
         }
-        sub.drain(..moved.len());
-        stay.extend(moved);
+        stay.extend(sub.drain(..moved));
+        have = distinct(stay, chargers);
     }
-    while distinct(stay, chargers) < k {
+    while have < k {
         match go.pop() {
-            Some(sub) => stay.extend(sub),
+            Some(sub) => {
+                stay.extend(sub);
+                have = distinct(stay, chargers);
+            }
             None => return,
         }
     }
@@ -247,4 +264,9 @@ fn distinct(rows: &[usize], chargers: &[u32]) -> usize {
     seen.sort_unstable();
     seen.dedup();
     seen.len()
+}
+
+/// Distinct chargers among rows sorted by charger.
+fn distinct_sorted(rows: &[usize], chargers: &[u32]) -> usize {
+    rows.chunk_by(|a, b| chargers[*a] == chargers[*b]).count()
 }

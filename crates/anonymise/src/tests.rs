@@ -359,3 +359,55 @@ fn rows_come_out_ordered_by_their_charger_pseudonym_not_in_input_order() {
     assert_eq!(chargers, sorted);
     assert_eq!(output.num_rows(), input.num_rows());
 }
+
+#[test]
+fn rows_sharing_a_charger_are_ordered_by_their_whole_other_pseudonyms() {
+    let field = |name: &str| {
+        Field::new(name, DataType::Utf8, true).with_metadata(HashMap::from([(
+            "delink.action".to_owned(),
+            "pseudonymise(device)".to_owned(),
+        )]))
+    };
+    let schema = Arc::new(Schema::new(vec![field("charger"), field("observation")]));
+    // Equal first eight bytes, a shorter value, a NUL byte, and a null.
+    let observations = [
+        Some("abcdefgh2"),
+        Some("abcdefgh10"),
+        Some("abcdefgh"),
+        Some("abc\0"),
+        Some("abc"),
+        None,
+        Some("abcdefgh1"),
+    ];
+    let chargers = ["b", "a", "a", "a", "a", "a", "a"];
+    let input = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(chargers.iter().map(|c| Some(*c)).collect::<StringArray>()),
+            Arc::new(observations.iter().copied().collect::<StringArray>()),
+        ],
+    )
+    .expect("batch");
+    let anonymity = Anonymity {
+        k: 1,
+        charger_column: "charger".into(),
+        steps: Vec::new(),
+        steps_by_kind: std::collections::BTreeMap::new(),
+        kind_column: None,
+        microaggregate: Vec::new(),
+    };
+    let (output, _) = run(&input, &anonymity);
+    let column = |name: &str| crate::columns::text(output.column_by_name(name).expect(name));
+    let pairs: Vec<(Option<String>, Option<String>)> = column("charger")
+        .expect("text")
+        .into_iter()
+        .zip(column("observation").expect("text"))
+        .collect();
+    let mut expected: Vec<(Option<String>, Option<String>)> = chargers
+        .iter()
+        .map(|c| Some(c.to_string()))
+        .zip(observations.iter().map(|o| o.map(str::to_owned)))
+        .collect();
+    expected.sort();
+    assert_eq!(pairs, expected);
+}

@@ -17,7 +17,7 @@ use delink_datadir::{date_partition, format_day};
 use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, SegmentId};
 use delink_policy::{Anonymity, Withheld};
-use delink_sink_parquet::{PartitionedWriter, SegmentFiles};
+use delink_sink_parquet::{PartitionFile, PartitionedWriter, SegmentFiles};
 use delink_telemetry::{Metrics, Output};
 
 use crate::publisher::SealedSegment;
@@ -261,20 +261,33 @@ fn absorb(
     }))
 }
 
-/// Writes each day's held devices/ rows, anonymised together; the days are
-/// anonymised in parallel (the workers wait on the segment's close anyway).
+/// Writes each day's held devices/ rows, anonymised together. The days are
+/// anonymised and written in parallel, each by one thread, up to one thread a
+/// core (the workers wait on the segment's close anyway); a day's rows are
+/// dropped as soon as its file has them.
 fn write_anonymised(
     open: &mut OpenSegment,
     anonymity: &Anonymity,
     published: &SchemaRef,
     metrics: &Metrics,
 ) -> Result<()> {
-    let days: Vec<(i32, Vec<RecordBatch>)> = std::mem::take(&mut open.held_devices)
-        .into_iter()
-        .filter(|(_, batches)| !batches.is_empty())
-        .collect();
-    for (day, (anonymised, outcome)) in anonymise_days(days, anonymity, published)? {
-        open.devices.write(&date_partition(day), &anonymised)?;
+    let (partitions, days): (Vec<String>, Vec<Vec<RecordBatch>>) =
+        std::mem::take(&mut open.held_devices)
+            .into_iter()
+            .filter(|(_, batches)| !batches.is_empty())
+            .map(|(day, batches)| (date_partition(day), batches))
+            .unzip();
+    let files = open.devices.partition_files(&partitions)?;
+    let write_day =
+        |(batches, mut file): (Vec<RecordBatch>, PartitionFile<'_>)| -> Result<Outcome> {
+            let rows = concat_batches(&batches[0].schema(), &batches)?;
+            drop(batches);
+            let (anonymised, outcome) = anonymise(&rows, anonymity, published)?;
+            drop(rows);
+            file.write(&anonymised)?;
+            Ok(outcome)
+        };
+    for outcome in in_parallel(days.into_iter().zip(files).collect(), write_day)? {
         metrics.count_profiles(&outcome.rows_by_level, outcome.rows_below_k);
         for (column, count) in &outcome.numbers_withheld {
             let field = published
@@ -295,40 +308,30 @@ fn write_anonymised(
     Ok(())
 }
 
-/// One day's anonymised devices/ rows, with what anonymising them did.
-type AnonymisedDay = (i32, (RecordBatch, Outcome));
-
-/// Anonymises each day's rows, on up to as many threads as there are cores,
-/// dropping each day's input rows as soon as they are concatenated; returns the
-/// days in order.
-fn anonymise_days(
-    days: Vec<(i32, Vec<RecordBatch>)>,
-    anonymity: &Anonymity,
-    published: &SchemaRef,
-) -> Result<Vec<AnonymisedDay>> {
-    let one_day = |(day, batches): (i32, Vec<RecordBatch>)| -> Result<AnonymisedDay> {
-        let rows = concat_batches(&batches[0].schema(), &batches)?;
-        drop(batches);
-        Ok((day, anonymise(&rows, anonymity, published)?))
-    };
+/// Runs `job` on every item, on up to as many threads as there are cores;
+/// returns the results in the items' order.
+fn in_parallel<T: Send, R: Send>(
+    items: Vec<T>,
+    job: impl Fn(T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
-        .min(days.len());
+        .min(items.len());
     if threads <= 1 {
-        return days.into_iter().map(one_day).collect();
+        return items.into_iter().map(job).collect();
     }
-    let queue = Mutex::new(days.into_iter().enumerate());
-    let mut done: Vec<(usize, Result<AnonymisedDay>)> = std::thread::scope(|scope| {
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let mut done: Vec<(usize, Result<R>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
                         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-                        let Some((index, day)) = next else {
+                        let Some((index, item)) = next else {
                             return mine;
                         };
-                        mine.push((index, one_day(day)));
+                        mine.push((index, job(item)));
                     }
                 })
             })

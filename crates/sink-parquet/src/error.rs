@@ -29,6 +29,9 @@ pub enum SinkError {
         /// The store's error.
         source: anyhow::Error,
     },
+    /// The same partition was asked for twice to be written apart.
+    #[error("partition {0} was asked for twice in one parallel write")]
+    DuplicatePartition(String),
 }
 
 /// The result type of this crate.

@@ -16,4 +16,4 @@ mod error;
 mod writer;
 
 pub use error::{Result, SinkError};
-pub use writer::{PartitionedWriter, SealedFile, SegmentFiles, WriterOptions};
+pub use writer::{PartitionFile, PartitionedWriter, SealedFile, SegmentFiles, WriterOptions};

@@ -1,5 +1,5 @@
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -162,14 +162,30 @@ impl SegmentFiles {
             Entry::Occupied(open) => open.into_mut(),
             Entry::Vacant(slot) => slot.insert(open_file(&self.output, partition, &self.stem)?),
         };
-        file.writer
-            .write(batch)
-            .map_err(|source| SinkError::Parquet {
-                path: file.staged.clone(),
-                source: Box::new(source),
-            })?;
-        file.rows += batch.num_rows() as u64;
+        write_to(file, batch)?;
         self.keep_within_budget()
+    }
+
+    /// The files of `partitions` (opened when new), in that order, each to be
+    /// written on its own (by one thread each). Their buffered row groups are
+    /// left out of the budget until the next [`SegmentFiles::write`].
+    pub fn partition_files(&mut self, partitions: &[String]) -> Result<Vec<PartitionFile<'_>>> {
+        for partition in partitions {
+            if !self.open.contains_key(partition) {
+                let file = open_file(&self.output, partition, &self.stem)?;
+                self.open.insert(partition.clone(), file);
+            }
+        }
+        let mut files: HashMap<&String, &mut OpenFile> = self.open.iter_mut().collect();
+        partitions
+            .iter()
+            .map(|partition| {
+                files
+                    .remove(partition)
+                    .map(|file| PartitionFile { file })
+                    .ok_or_else(|| SinkError::DuplicatePartition(partition.clone()))
+            })
+            .collect()
     }
 
     /// Flushes the largest buffered row group while the total exceeds the budget.
@@ -236,6 +252,29 @@ impl SegmentFiles {
         }
         Ok(sealed)
     }
+}
+
+/// One partition's file of a segment, written apart from the others.
+pub struct PartitionFile<'s> {
+    file: &'s mut OpenFile,
+}
+
+impl PartitionFile<'_> {
+    /// Appends `batch` to the file.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        write_to(self.file, batch)
+    }
+}
+
+fn write_to(file: &mut OpenFile, batch: &RecordBatch) -> Result<()> {
+    file.writer
+        .write(batch)
+        .map_err(|source| SinkError::Parquet {
+            path: file.staged.clone(),
+            source: Box::new(source),
+        })?;
+    file.rows += batch.num_rows() as u64;
+    Ok(())
 }
 
 /// Opens the staged file of one partition and segment.

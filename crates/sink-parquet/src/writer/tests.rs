@@ -133,3 +133,63 @@ fn a_tiny_budget_flushes_row_groups_early() {
         metadata.num_row_groups()
     );
 }
+
+#[test]
+fn partition_files_are_written_apart_on_their_own_threads_and_sealed_with_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outputs = OutputStore::local(dir.path()).expect("outputs");
+    let output = PartitionedWriter::create(
+        "out",
+        &dir.path().join("staging"),
+        batch(0..1).schema(),
+        options(1 << 20),
+    )
+    .expect("create");
+    let mut segment = output.start_segment("s");
+    segment
+        .write("date=2026-11-20", &batch(0..3))
+        .expect("write");
+    let partitions = ["date=2026-11-21".to_owned(), "date=2026-11-20".to_owned()];
+    let files = segment.partition_files(&partitions).expect("files");
+    std::thread::scope(|scope| {
+        for (rows, mut file) in [10..20, 100..150].into_iter().zip(files) {
+            scope.spawn(move || file.write(&batch(rows)).expect("write"));
+        }
+    });
+    let sealed = segment.seal(&[]).expect("seal");
+    let rows: Vec<(String, u64)> = sealed
+        .iter()
+        .map(|file| (file.key().to_owned(), file.rows))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("out/date=2026-11-20/part-s.parquet".to_owned(), 53),
+            ("out/date=2026-11-21/part-s.parquet".to_owned(), 10),
+        ]
+    );
+    let paths: Vec<PathBuf> = sealed.iter().map(|f| dir.path().join(f.key())).collect();
+    publish(&outputs, sealed, &UploadArea::of_worker("test"));
+    assert_eq!(
+        paths.iter().map(|p| rows_in(p)).collect::<Vec<_>>(),
+        [53, 10]
+    );
+}
+
+#[test]
+fn a_partition_asked_for_twice_in_one_parallel_write_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = PartitionedWriter::create(
+        "out",
+        &dir.path().join("staging"),
+        batch(0..1).schema(),
+        options(1 << 20),
+    )
+    .expect("create");
+    let mut segment = output.start_segment("s");
+    let twice = ["date=2026-11-20".to_owned(), "date=2026-11-20".to_owned()];
+    assert!(matches!(
+        segment.partition_files(&twice),
+        Err(SinkError::DuplicatePartition(partition)) if partition == "date=2026-11-20"
+    ));
+}
