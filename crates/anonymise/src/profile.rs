@@ -67,7 +67,10 @@ impl Coded {
 /// The profile columns of some rows of a batch (row `i` here is `rows[i]` there).
 pub(crate) struct Profile {
     columns: Vec<Coded>,
-    /// `ranks[level][row]`: the row's profile at `level` among that level's profiles.
+    /// Each row's profile as written: an index into every level's ranks.
+    written: Vec<u32>,
+    /// `ranks[level][profile]`: where a written profile, at `level`, ranks
+    /// among that level's profiles.
     ranks: Vec<Vec<u32>>,
     levels: Vec<u8>,
 }
@@ -87,20 +90,27 @@ impl Profile {
             let (dictionary, codes) = columns::coded(batch.column(index), rows)?;
             columns.push(Coded::new(field.name().clone(), dictionary, codes, steps));
         }
+        let (written, profiles) = written_profiles(&columns, rows.len());
         let ranks = (0..=steps.len())
-            .map(|level| ranks_at(&columns, rows.len(), level))
+            .map(|level| ranks_at(&columns, &profiles, level))
             .collect();
         Ok(Profile {
             columns,
+            written,
             ranks,
             levels: vec![0; rows.len()],
         })
     }
 
+    /// Where a row's profile at `level` ranks among that level's profiles.
+    fn rank(&self, level: usize, row: usize) -> u32 {
+        self.ranks[level][self.written[row] as usize]
+    }
+
     /// The rank of a row's published profile (at its own level), the level first.
     pub(crate) fn published_rank(&self, row: usize) -> (u8, u32) {
         let level = self.levels[row];
-        (level, self.ranks[usize::from(level)][row])
+        (level, self.rank(usize::from(level), row))
     }
 
     /// Gives every row its level; returns the levels and how many rows sit in
@@ -154,9 +164,9 @@ impl Profile {
 
     /// Splits rows into groups of equal profile at `level`, each sorted by charger.
     fn split(&self, rows: &mut [usize], level: usize, chargers: &[u32]) -> Vec<Vec<usize>> {
-        let ranks = &self.ranks[level];
-        rows.sort_unstable_by_key(|row| (u64::from(ranks[*row]) << 32) | u64::from(chargers[*row]));
-        rows.chunk_by(|a, b| ranks[*a] == ranks[*b])
+        let rank = |row: usize| self.rank(level, row);
+        rows.sort_unstable_by_key(|row| (u64::from(rank(*row)) << 32) | u64::from(chargers[*row]));
+        rows.chunk_by(|a, b| rank(*a) == rank(*b))
             .map(<[usize]>::to_vec)
             .collect()
     }
@@ -181,22 +191,46 @@ impl Profile {
     }
 }
 
-/// Every row's rank among the distinct profiles at `level`, profiles ordered
-/// column by column by their codes.
-fn ranks_at(columns: &[Coded], rows: usize, level: usize) -> Vec<u32> {
+/// Each row's profile as written (codes column by column), as an index into
+/// the distinct ones, which are returned one after another.
+fn written_profiles(columns: &[Coded], rows: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut distinct: FxHashMap<Box<[u32]>, u32> = FxHashMap::default();
+    let mut profiles = Vec::new();
+    let mut profile = Vec::with_capacity(columns.len());
+    let written = (0..rows)
+        .map(|row| {
+            profile.clear();
+            profile.extend(columns.iter().map(|column| column.codes[row]));
+            if let Some(index) = distinct.get(profile.as_slice()) {
+                return *index;
+            }
+            let index = distinct.len() as u32;
+            distinct.insert(profile.as_slice().into(), index);
+            profiles.extend_from_slice(&profile);
+            index
+        })
+        .collect();
+    (written, profiles)
+}
+
+/// Where each written profile ranks at `level` among the level's profiles,
+/// profiles ordered column by column by their codes (equal ones, equal ranks).
+fn ranks_at(columns: &[Coded], written: &[u32], level: usize) -> Vec<u32> {
     let width = columns.len();
-    let mut profiles = vec![0u32; rows * width];
-    for (index, column) in columns.iter().enumerate() {
-        let at_level = &column.at_level[level];
-        for (row, code) in column.codes.iter().enumerate() {
-            profiles[row * width + index] = at_level[*code as usize];
-        }
-    }
     if width == 0 {
-        return vec![0; rows];
+        return vec![0];
     }
+    let at_level: Vec<u32> = written
+        .chunks_exact(width)
+        .flat_map(|profile| {
+            profile
+                .iter()
+                .zip(columns)
+                .map(|(code, column)| column.at_level[level][*code as usize])
+        })
+        .collect();
     let mut distinct: FxHashMap<&[u32], u32> = FxHashMap::default();
-    let seen: Vec<u32> = profiles
+    let seen: Vec<u32> = at_level
         .chunks_exact(width)
         .map(|profile| {
             let next = distinct.len() as u32;
