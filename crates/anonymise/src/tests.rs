@@ -411,3 +411,55 @@ fn rows_sharing_a_charger_are_ordered_by_their_whole_other_pseudonyms() {
     expected.sort();
     assert_eq!(pairs, expected);
 }
+
+#[test]
+fn values_are_coded_by_their_text_in_the_order_first_seen() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{Int64Array, ListArray};
+
+    let coded = |array: ArrayRef, rows: &[u32]| {
+        let (dictionary, codes) = crate::columns::coded(&array, rows).expect("coded");
+        (dictionary.values, codes)
+    };
+    let text = |values: &[Option<&str>]| -> Vec<Option<String>> {
+        values.iter().map(|v| v.map(str::to_owned)).collect()
+    };
+    // Floats that print alike at six decimals share a code; -0 prints apart from 0.
+    let floats: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(1.000_000_1),
+        None,
+        Some(-0.0),
+        Some(1.000_000_2),
+        Some(0.0),
+        None,
+    ]));
+    let (values, codes) = coded(floats, &[0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        values,
+        text(&[Some("1.000000"), None, Some("-0.000000"), Some("0.000000")])
+    );
+    assert_eq!(codes, [0, 1, 2, 0, 3, 1]);
+    // Only the rows asked for, in their order.
+    let strings: ArrayRef = Arc::new(StringArray::from(vec![
+        Some("b"),
+        Some("a"),
+        None,
+        Some("b"),
+    ]));
+    let (values, codes) = coded(strings, &[3, 1, 0]);
+    assert_eq!(values, text(&[Some("b"), Some("a")]));
+    assert_eq!(codes, [0, 1, 0]);
+    let integers: ArrayRef = Arc::new(Int64Array::from(vec![Some(-7), Some(12), Some(-7)]));
+    let (values, codes) = coded(integers, &[0, 1, 2]);
+    assert_eq!(values, text(&[Some("-7"), Some("12")]));
+    assert_eq!(codes, [0, 1, 0]);
+    // Lists are coded by their displayed text.
+    let lists: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+        Some(vec![Some(1), Some(2)]),
+        None,
+        Some(vec![Some(1), Some(2)]),
+    ]));
+    let (values, codes) = coded(lists, &[0, 1, 2]);
+    assert_eq!(values, text(&[Some("[1, 2]"), None]));
+    assert_eq!(codes, [0, 1, 0]);
+}
