@@ -131,9 +131,10 @@ fn against_duckdb(root: &Path, input: &Path, count: u64, pairs: usize) -> Result
         let ratio = delink.wall_seconds / duckdb_wall;
         ratios.push(ratio);
         println!(
-            "e2e/{count}/vs-duckdb pair {pair}: delink {:.2} s wall, {:.2} µs CPU per observation, peak RSS {:.0} MiB, history {} devices {}; \
+            "e2e/{count}/vs-duckdb pair {pair}: delink {:.2} s wall ({:.0} obs/s), {:.2} µs CPU per observation, peak RSS {:.0} MiB, history {} devices {}; \
              DuckDB {duckdb_wall:.2} s wall, {:.2} µs CPU per observation, peak RSS {:.0} MiB, history {} devices {}; delink takes {ratio:.2} of DuckDB's wall time",
             delink.wall_seconds,
+            count as f64 / delink.wall_seconds.max(1e-9),
             delink.cpu_us_per_obs,
             delink.peak_mib,
             delink.summary["history_rows"],
