@@ -12,6 +12,7 @@ mod crash;
 mod delinking;
 mod deploy;
 mod erasure;
+mod file_layout;
 mod identity;
 mod kafka;
 mod kafka_load;

@@ -23,17 +23,14 @@ mod columns;
 mod micro;
 mod profile;
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt8Array, UInt32Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt8Array, UInt32Array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use arrow_select::concat::concat;
 use arrow_select::take::take;
-use delink_policy::{Anonymity, Step};
-use rustc_hash::FxHashMap;
+use delink_policy::{Anonymity, SortKey, Step};
 
 /// The column holding how many coarsening steps a row's profile took.
 pub const LEVEL_COLUMN: &str = "profile_level";
@@ -110,13 +107,13 @@ impl Outcome {
 /// (from [`published_schema`]). With steps by kind, each kind's rows are
 /// anonymised apart (the kind is part of every profile).
 ///
-/// The rows come out ordered by their pseudonyms (charger first), never in
-/// input order: `history/` keeps input order, so a shared order would line
-/// the two datasets up row by row.
+/// The rows come out in the order of `order` (the dataset's [`SortKey`]:
+/// charger pseudonym, then the other pseudonyms), never in input order.
 pub fn anonymise(
     batch: &RecordBatch,
     anonymity: &Anonymity,
     published: &SchemaRef,
+    order: &SortKey,
 ) -> Result<(RecordBatch, Outcome), ArrowError> {
     let groups = groups_by_kind(batch, anonymity)?;
     let mut outcome = Outcome::default();
@@ -131,7 +128,7 @@ pub fn anonymise(
         .iter()
         .flat_map(|(_, rows)| rows.iter().copied())
         .collect();
-    let order = order_by_pseudonyms(batch, &grouped, &anonymity.charger_column)?;
+    let order = delink_sort::order(batch, &grouped, order)?;
     let source_rows = UInt32Array::from_iter_values(order.iter().map(|at| grouped[*at as usize]));
     let order = UInt32Array::from(order);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 1);
@@ -241,89 +238,6 @@ fn is_pseudonym(field: &Field) -> bool {
         .metadata()
         .get("delink.action")
         .is_some_and(|action| action.starts_with("pseudonymise"))
-}
-
-/// Positions into `rows`, sorted by the rows' charger pseudonym, then by every
-/// other string pseudonym column (keyed hashes: an order that tells nothing
-/// of the input's), then by position.
-fn order_by_pseudonyms(
-    batch: &RecordBatch,
-    rows: &[u32],
-    charger_column: &str,
-) -> Result<Vec<u32>, ArrowError> {
-    let schema = batch.schema();
-    let charger = column(batch, charger_column)?;
-    let mut keys: Vec<&StringArray> = Vec::new();
-    keys.extend(charger.as_string_opt::<i32>());
-    for (index, field) in schema.fields().iter().enumerate() {
-        if is_pseudonym(field) && field.name() != charger_column {
-            keys.extend(batch.column(index).as_string_opt::<i32>());
-        }
-    }
-    // Cheap keys first: the charger's rank among the chargers, then the next
-    // column's first eight bytes; the full comparison decides what they leave equal.
-    let charger_rank = keys.first().map(|key| ranks(key, rows));
-    let prefix = keys.get(1).map(|key| {
-        rows.iter()
-            .map(|row| value(key, *row as usize).map(prefix_of))
-            .collect::<Vec<_>>()
-    });
-    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-    order.sort_unstable_by(|a, b| {
-        let (a, b) = (*a as usize, *b as usize);
-        let cheap = |at: usize| {
-            (
-                charger_rank.as_ref().map(|ranks| ranks[at]),
-                prefix.as_ref().map(|prefix| prefix[at]),
-            )
-        };
-        cheap(a)
-            .cmp(&cheap(b))
-            .then_with(|| {
-                let (row_a, row_b) = (rows[a] as usize, rows[b] as usize);
-                keys.iter()
-                    .map(|key| value(key, row_a).cmp(&value(key, row_b)))
-                    .find(|order| order.is_ne())
-                    .unwrap_or(Ordering::Equal)
-            })
-            .then(a.cmp(&b))
-    });
-    Ok(order)
-}
-
-/// The rank of each of `rows`' values among the column's distinct values (null first).
-fn ranks(key: &StringArray, rows: &[u32]) -> Vec<u32> {
-    let mut distinct: FxHashMap<Option<&str>, u32> = FxHashMap::default();
-    let seen: Vec<u32> = rows
-        .iter()
-        .map(|row| {
-            let next = distinct.len() as u32;
-            *distinct.entry(value(key, *row as usize)).or_insert(next)
-        })
-        .collect();
-    let mut ordered: Vec<(Option<&str>, u32)> = distinct.into_iter().collect();
-    ordered.sort_unstable();
-    let mut rank_of_seen = vec![0u32; ordered.len()];
-    for (rank, (_, seen)) in ordered.iter().enumerate() {
-        rank_of_seen[*seen as usize] = rank as u32;
-    }
-    seen.into_iter()
-        .map(|seen| rank_of_seen[seen as usize])
-        .collect()
-}
-
-/// A string column's value at `row`, `None` when null.
-fn value(key: &StringArray, row: usize) -> Option<&str> {
-    key.is_valid(row).then(|| key.value(row))
-}
-
-/// A string's first eight bytes as a number that orders like the string
-/// (shorter strings padded with zeros: equal numbers need the full comparison).
-fn prefix_of(value: &str) -> u64 {
-    let mut bytes = [0u8; 8];
-    let head = &value.as_bytes()[..value.len().min(8)];
-    bytes[..head.len()].copy_from_slice(head);
-    u64::from_be_bytes(bytes)
 }
 
 /// Each of `rows`' charger as a small number (equal pseudonyms, equal numbers).

@@ -5,7 +5,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt8Type};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use delink_policy::{Anonymity, Generalisation, Step};
+use delink_policy::{Anonymity, Generalisation, SortKey, Step};
 
 use crate::{anonymise, published_schema};
 
@@ -82,7 +82,22 @@ fn batch(rows: &[Row]) -> RecordBatch {
 
 fn run(input: &RecordBatch, anonymity: &Anonymity) -> (RecordBatch, crate::Outcome) {
     let published = published_schema(&input.schema(), Some(anonymity));
-    anonymise(input, anonymity, &published).expect("anonymised")
+    let schema = input.schema();
+    let other_pseudonyms = schema
+        .fields()
+        .iter()
+        .filter(|field| {
+            crate::is_pseudonym(field)
+                && *field.data_type() == DataType::Utf8
+                && *field.name() != anonymity.charger_column
+        })
+        .map(|field| field.name().clone());
+    let order = SortKey {
+        identity: vec![anonymity.charger_column.clone()],
+        time: None,
+        then: other_pseudonyms.collect(),
+    };
+    anonymise(input, anonymity, &published, &order).expect("anonymised")
 }
 
 /// A fleet: a big town of many chargers, and a few rare households.

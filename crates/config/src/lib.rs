@@ -254,7 +254,7 @@ impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             location: None,
-            row_group_rows: 64 * 1024,
+            row_group_rows: 128 * 1024,
             zstd_level: 1,
             buffer_budget_mib: 8,
         }

@@ -3,23 +3,25 @@
 //! the publisher. Lanes never wait for each other.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Result, anyhow};
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::BooleanArray;
 use arrow_schema::SchemaRef;
-use arrow_select::concat::concat_batches;
 use arrow_select::filter::filter_record_batch;
 use delink_anonymise::{Outcome, anonymise};
 use delink_datadir::{date_partition, format_day};
 use delink_keystore::KeyStore;
 use delink_model::{Dataset, DeadLetters, LaneId, SegmentId};
-use delink_policy::{Anonymity, Withheld};
+use delink_policy::{Anonymity, SortKey, Withheld};
 use delink_sink_parquet::{PartitionFile, PartitionedWriter, SegmentFiles};
+use delink_sort::sort;
 use delink_telemetry::{Metrics, Output};
 
+use crate::held::HeldRows;
 use crate::publisher::SealedSegment;
 use crate::replay::ReplayWindow;
 use crate::worker::ProcessedBatch;
@@ -29,10 +31,16 @@ pub(crate) struct Outputs {
     pub(crate) history: Arc<PartitionedWriter>,
     pub(crate) devices: Arc<PartitionedWriter>,
     pub(crate) quarantine: Arc<PartitionedWriter>,
-    /// devices/ rows are held until the segment seals and anonymised per day.
+    /// The order of history/ rows within a file.
+    pub(crate) history_order: SortKey,
+    /// The order of devices/ rows within a file.
+    pub(crate) devices_order: SortKey,
+    /// devices/ rows are anonymised per day as the segment seals.
     pub(crate) devices_anonymity: Option<Anonymity>,
     /// The schema devices/ files are written with (the level column added).
     pub(crate) devices_published: SchemaRef,
+    /// Where segments hold their rows until the seal (the worker's private staging).
+    pub(crate) held_dir: PathBuf,
 }
 
 /// The open files of one segment.
@@ -42,8 +50,9 @@ struct OpenSegment {
     devices: SegmentFiles,
     quarantine: SegmentFiles,
     rows: BTreeMap<Dataset, u64>,
-    /// devices/ rows waiting for the seal, by UTC day.
-    held_devices: BTreeMap<i32, Vec<RecordBatch>>,
+    /// history/ and devices/ rows waiting for the seal, by dataset and UTC day:
+    /// each day's file is written sorted (and devices/ anonymised) whole.
+    held: BTreeMap<(Dataset, i32), HeldRows>,
 }
 
 /// One lane's order, replay window and open segment.
@@ -169,7 +178,7 @@ fn absorb(
                 devices: outputs.devices.start_segment(&stem),
                 quarantine: outputs.quarantine.start_segment(&stem),
                 rows: BTreeMap::new(),
-                held_devices: BTreeMap::new(),
+                held: BTreeMap::new(),
             })
         }
     };
@@ -190,15 +199,19 @@ fn absorb(
             filter_record_batch(&partition.batch, &mask)?
         };
         *open.rows.entry(partition.dataset).or_insert(0) += batch.num_rows() as u64;
-        match partition.dataset {
-            Dataset::History => open.history.write(&date_partition(partition.day), &batch)?,
-            Dataset::Devices if outputs.devices_anonymity.is_some() => {
-                open.held_devices
-                    .entry(partition.day)
-                    .or_default()
-                    .push(batch);
-            }
-            Dataset::Devices => open.devices.write(&date_partition(partition.day), &batch)?,
+        let day = (partition.dataset, partition.day);
+        if !open.held.contains_key(&day) {
+            let name = format!(
+                "held--{}--{}--{}.arrows",
+                partition.dataset.as_str(),
+                format_day(partition.day),
+                open.segment.stem()
+            );
+            let held = HeldRows::create(outputs.held_dir.join(name), batch.schema())?;
+            open.held.insert(day, held);
+        }
+        if let Some(held) = open.held.get_mut(&day) {
+            held.push(&batch)?;
         }
     }
     if let Some(rows) = &processed.quarantine {
@@ -216,9 +229,7 @@ fn absorb(
     let Some(mut open) = lane.open.take() else {
         return Ok(None);
     };
-    if let Some(anonymity) = &outputs.devices_anonymity {
-        write_anonymised(&mut open, anonymity, &outputs.devices_published, metrics)?;
-    }
+    write_held(&mut open, outputs, metrics)?;
     // Where the file's rows came from, and the key store (identity, position and
     // KEK version) as it is sealed: the publisher syncs the store before the
     // file is visible, so the store is at least this long whenever it is.
@@ -261,51 +272,93 @@ fn absorb(
     }))
 }
 
-/// Writes each day's held devices/ rows, anonymised together. The days are
-/// anonymised and written in parallel, each by one thread, up to one thread a
-/// core (the workers wait on the segment's close anyway); a day's rows are
-/// dropped as soon as its file has them.
-fn write_anonymised(
-    open: &mut OpenSegment,
-    anonymity: &Anonymity,
-    published: &SchemaRef,
-    metrics: &Metrics,
-) -> Result<()> {
-    let (partitions, days): (Vec<String>, Vec<Vec<RecordBatch>>) =
-        std::mem::take(&mut open.held_devices)
-            .into_iter()
-            .filter(|(_, batches)| !batches.is_empty())
-            .map(|(day, batches)| (date_partition(day), batches))
-            .unzip();
-    let files = open.devices.partition_files(&partitions)?;
-    let write_day =
-        |(batches, mut file): (Vec<RecordBatch>, PartitionFile<'_>)| -> Result<Outcome> {
-            let rows = concat_batches(&batches[0].schema(), &batches)?;
-            drop(batches);
-            let (anonymised, outcome) = anonymise(&rows, anonymity, published)?;
-            drop(rows);
-            file.write(&anonymised)?;
-            Ok(outcome)
+/// One day's held rows and the file they go to.
+enum HeldDay<'f> {
+    History(HeldRows, PartitionFile<'f>),
+    Devices(HeldRows, PartitionFile<'f>),
+}
+
+/// Reads each held day's rows back and writes them sorted, devices/ days
+/// anonymised first. The days are sorted and written in parallel, each by one
+/// thread, up to one thread a core (the workers wait on the segment's close
+/// anyway); a day's rows are dropped as soon as its file has them.
+fn write_held(open: &mut OpenSegment, outputs: &Outputs, metrics: &Metrics) -> Result<()> {
+    let (mut devices, mut history) = (Vec::new(), Vec::new());
+    for ((dataset, day), mut held) in std::mem::take(&mut open.held) {
+        held.finish()?;
+        let days = match dataset {
+            Dataset::History => &mut history,
+            Dataset::Devices => &mut devices,
         };
-    for outcome in in_parallel(days.into_iter().zip(files).collect(), write_day)? {
-        metrics.count_profiles(&outcome.rows_by_level, outcome.rows_below_k);
-        for (column, count) in &outcome.numbers_withheld {
-            let field = published
-                .field_with_name(column)
-                .ok()
-                .and_then(|field| field.metadata().get("delink.source"))
-                .map_or("", String::as_str);
-            metrics
-                .values_withheld
-                .with_label_values(&[
-                    Dataset::Devices.as_str(),
-                    field,
-                    Withheld::FewerThanK.as_str(),
-                ])
-                .inc_by(*count);
-        }
+        days.push((date_partition(day), held));
+    }
+    let devices_files = open.devices.partition_files(&partitions(&devices))?;
+    let history_files = open.history.partition_files(&partitions(&history))?;
+    // The heavier devices/ days first, so the threads finish together.
+    let jobs: Vec<HeldDay<'_>> = devices
+        .into_iter()
+        .zip(devices_files)
+        .map(|((_, held), file)| HeldDay::Devices(held, file))
+        .chain(
+            history
+                .into_iter()
+                .zip(history_files)
+                .map(|((_, held), file)| HeldDay::History(held, file)),
+        )
+        .collect();
+    let write_day = |day: HeldDay<'_>| -> Result<Option<Outcome>> {
+        let (held, mut file, devices) = match day {
+            HeldDay::History(held, file) => (held, file, false),
+            HeldDay::Devices(held, file) => (held, file, true),
+        };
+        let rows = held.take()?;
+        let (sorted, outcome) = match (&outputs.devices_anonymity, devices) {
+            (Some(anonymity), true) => {
+                let (anonymised, outcome) = anonymise(
+                    &rows,
+                    anonymity,
+                    &outputs.devices_published,
+                    &outputs.devices_order,
+                )?;
+                (anonymised, Some(outcome))
+            }
+            (None, true) => (sort(&rows, &outputs.devices_order)?, None),
+            (_, false) => (sort(&rows, &outputs.history_order)?, None),
+        };
+        drop(rows);
+        file.write(&sorted)?;
+        Ok(outcome)
+    };
+    for outcome in in_parallel(jobs, write_day)?.into_iter().flatten() {
+        count_anonymised(metrics, &outcome, &outputs.devices_published);
     }
     Ok(())
+}
+
+fn partitions(days: &[(String, HeldRows)]) -> Vec<String> {
+    days.iter()
+        .map(|(partition, _)| partition.clone())
+        .collect()
+}
+
+/// Counts what anonymising one day did.
+fn count_anonymised(metrics: &Metrics, outcome: &Outcome, published: &SchemaRef) {
+    metrics.count_profiles(&outcome.rows_by_level, outcome.rows_below_k);
+    for (column, count) in &outcome.numbers_withheld {
+        let field = published
+            .field_with_name(column)
+            .ok()
+            .and_then(|field| field.metadata().get("delink.source"))
+            .map_or("", String::as_str);
+        metrics
+            .values_withheld
+            .with_label_values(&[
+                Dataset::Devices.as_str(),
+                field,
+                Withheld::FewerThanK.as_str(),
+            ])
+            .inc_by(*count);
+    }
 }
 
 /// Runs `job` on every item, on up to as many threads as there are cores;

@@ -20,6 +20,7 @@ pub mod bench_support;
 mod dead_letters;
 mod dispatch;
 mod fence;
+mod held;
 mod in_flight;
 mod keys;
 mod lanes;

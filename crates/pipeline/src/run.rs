@@ -16,9 +16,10 @@ use delink_decode::DecodeLimits;
 use delink_keystore::{EmbeddedKeyStore, Entity, EntityKey, KekSource, KeyStore, KeyStoreError};
 use delink_keystore_postgres::PostgresKeyStore;
 use delink_model::{Dataset, DeadLetters, PipelineStopped, SCHEMA_V1, Scope, Source};
-use delink_policy::Plan;
+use delink_policy::{DatasetPlan, Plan};
 use delink_risk::RiskReport;
 use delink_sink_parquet::{PartitionedWriter, WriterOptions};
+use delink_sort::SORT_ORDER_METADATA;
 use delink_source_ndjson::{NdjsonSource, SourceOptions};
 use delink_telemetry::{Health, Metrics};
 use delink_transform::{arrow_schema, distinct_valued_columns};
@@ -515,14 +516,26 @@ impl Pipeline {
             buffer_budget_bytes: output.buffer_budget_mib * 1024 * 1024,
             dataset: dataset.to_owned(),
             plain_columns,
+            bloom_filter_columns: Vec::new(),
+            page_index_columns: Vec::new(),
             owner_only: dataset != "devices",
             metadata: provenance.clone(),
         };
         let staging = self.space.staging();
         let plan = &self.plan;
+        let sorted_options = |dataset: &DatasetPlan| {
+            let key = dataset.sort_key();
+            let mut options = options(dataset.dataset.as_str(), distinct_valued_columns(dataset));
+            options.bloom_filter_columns = key.identity.iter().chain(&key.then).cloned().collect();
+            options.page_index_columns = key.identity.iter().chain(&key.time).cloned().collect();
+            options
+                .metadata
+                .push((SORT_ORDER_METADATA.to_owned(), delink_sort::describe(&key)));
+            options
+        };
         let anonymity = plan.devices.anonymity.clone();
         let devices_published = published_schema(&context.devices_schema, anonymity.as_ref());
-        let mut devices_options = options("devices", distinct_valued_columns(&plan.devices));
+        let mut devices_options = sorted_options(&plan.devices);
         if let Some(anonymity) = &anonymity {
             devices_options.metadata.extend(steps_metadata(anonymity));
             devices_options.metadata.push((
@@ -535,7 +548,7 @@ impl Pipeline {
                 Dataset::History.as_str(),
                 &staging,
                 context.history_schema.clone(),
-                options("history", distinct_valued_columns(&plan.history)),
+                sorted_options(&plan.history),
             )?,
             devices: PartitionedWriter::create(
                 Dataset::Devices.as_str(),
@@ -549,8 +562,11 @@ impl Pipeline {
                 quarantine_schema(),
                 options("quarantine", vec!["sealed_record".to_owned()]),
             )?,
+            history_order: plan.history.sort_key(),
+            devices_order: plan.devices.sort_key(),
             devices_anonymity: anonymity,
             devices_published,
+            held_dir: staging,
         })
     }
 }

@@ -19,7 +19,7 @@ pub use anonymity::{Anonymity, AnonymityRules, Generalisation, Step, StepRule, f
 pub use domain::{Domain, MAX_DOMAIN_LEN, Withheld};
 pub use error::{PolicyError, Result};
 pub use file::PolicyFile;
-pub use plan::{Action, Column, DatasetPlan, Plan, TimeUnit};
+pub use plan::{Action, Column, DatasetPlan, Plan, SortKey, TimeUnit};
 
 /// Parses policy TOML text and validates it into a [`Plan`].
 pub fn compile(toml_text: &str) -> Result<Plan> {

@@ -1,4 +1,4 @@
-use delink_model::{Dataset, Field, Scope};
+use delink_model::{Dataset, Field, Scope, ValueType};
 
 use crate::{Anonymity, Domain};
 
@@ -32,6 +32,60 @@ pub struct DatasetPlan {
     pub columns: Vec<Column>,
     /// k-anonymity of its device profiles, applied as each file is sealed.
     pub anonymity: Option<Anonymity>,
+}
+
+impl DatasetPlan {
+    /// The order of the dataset's rows within each file: whose rows they are
+    /// (history/: the subject, by account else RFID pseudonym; devices/: the
+    /// charger), then observation time, then the other pseudonyms. Queries for
+    /// one subject or charger then read few row groups, and the order tells
+    /// nothing of the input's.
+    pub fn sort_key(&self) -> SortKey {
+        let owners: &[Field] = match self.dataset {
+            Dataset::History => &[Field::UserAccountId, Field::UserRfid],
+            Dataset::Devices => &[Field::ChargerSerial],
+        };
+        let pseudonym = |column: &&Column| {
+            matches!(column.action, Action::Pseudonymise { .. })
+                && column.field.value_type() == ValueType::Str
+        };
+        let name = |column: &Column| column.name.clone();
+        SortKey {
+            identity: owners
+                .iter()
+                .filter_map(|owner| {
+                    self.columns
+                        .iter()
+                        .filter(pseudonym)
+                        .find(|column| column.field == *owner)
+                })
+                .map(name)
+                .collect(),
+            time: self
+                .columns
+                .iter()
+                .find(|column| column.field == Field::ObservedAt)
+                .map(name),
+            then: self
+                .columns
+                .iter()
+                .filter(pseudonym)
+                .filter(|column| !owners.contains(&column.field))
+                .map(name)
+                .collect(),
+        }
+    }
+}
+
+/// Names the columns a dataset's rows are sorted by within a file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SortKey {
+    /// Whose row it is: the first of these columns that is not null (nulls first).
+    pub identity: Vec<String>,
+    /// Then the observation time.
+    pub time: Option<String>,
+    /// Then these string columns, one after the other (ties broken by them, never by input order).
+    pub then: Vec<String>,
 }
 
 /// Describes one output column.

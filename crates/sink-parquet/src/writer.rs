@@ -17,6 +17,9 @@ use delink_datadir::{OutputStore, StagedUpload, UploadArea, create_private_file}
 use crate::error::io;
 use crate::{Result, SinkError};
 
+/// How often a Bloom filter lets through a value its row group lacks.
+const BLOOM_FILTER_FPP: f64 = 0.05;
+
 /// Tunes file layout and memory.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -32,6 +35,12 @@ pub struct WriterOptions {
     pub dataset: String,
     /// Columns written without a dictionary because their values are nearly all distinct.
     pub plain_columns: Vec<String>,
+    /// Columns given a Bloom filter in every row group (sized for a row group of
+    /// distinct values): a lookup by value skips the row groups that lack it.
+    pub bloom_filter_columns: Vec<String>,
+    /// Columns given page-level statistics (the column index): those the rows are
+    /// sorted by, where a lookup can skip pages within a row group.
+    pub page_index_columns: Vec<String>,
     /// The output may hold personal data: locally, its directories and files are owner-only.
     pub owner_only: bool,
     /// Key-value metadata of every file (provenance), besides `delink.dataset`.
@@ -124,6 +133,19 @@ impl PartitionedWriter {
         for column in &options.plain_columns {
             properties =
                 properties.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+        }
+        for column in &options.bloom_filter_columns {
+            let path = ColumnPath::from(column.as_str());
+            properties = properties
+                .set_column_bloom_filter_enabled(path.clone(), true)
+                .set_column_bloom_filter_fpp(path.clone(), BLOOM_FILTER_FPP)
+                .set_column_bloom_filter_ndv(path, options.row_group_rows as u64);
+        }
+        for column in &options.page_index_columns {
+            properties = properties.set_column_statistics_enabled(
+                ColumnPath::from(column.as_str()),
+                EnabledStatistics::Page,
+            );
         }
         let properties = properties.build();
         Ok(Arc::new(PartitionedWriter {

@@ -13,6 +13,8 @@ fn options(budget: usize) -> WriterOptions {
         buffer_budget_bytes: budget,
         dataset: "test".into(),
         plain_columns: vec!["n".into()],
+        bloom_filter_columns: Vec::new(),
+        page_index_columns: Vec::new(),
         owner_only: false,
         metadata: Vec::new(),
     }
@@ -192,4 +194,65 @@ fn a_partition_asked_for_twice_in_one_parallel_write_is_refused() {
         segment.partition_files(&twice),
         Err(SinkError::DuplicatePartition(partition)) if partition == "date=2026-11-20"
     ));
+}
+
+#[test]
+fn bloom_filters_and_the_page_index_are_written_for_the_columns_named() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outputs = OutputStore::local(dir.path()).expect("outputs");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("n", DataType::Int64, true),
+        Field::new("m", DataType::Int64, true),
+    ]));
+    let values = || Arc::new(Int64Array::from_iter_values(0..2500)) as _;
+    let rows = RecordBatch::try_new(schema.clone(), vec![values(), values()]).expect("batch");
+    let mut options = options(1 << 20);
+    options.bloom_filter_columns = vec!["n".into()];
+    options.page_index_columns = vec!["n".into()];
+    let output = PartitionedWriter::create("out", &dir.path().join("staging"), schema, options)
+        .expect("create");
+    let mut segment = output.start_segment("s");
+    segment.write("date=2026-11-20", &rows).expect("write");
+    let sealed = segment.seal(&[]).expect("seal");
+    let path = dir.path().join(sealed[0].key());
+    publish(&outputs, sealed, &UploadArea::of_worker("test"));
+
+    let read = ReadOptionsBuilder::new()
+        .with_page_index()
+        .with_reader_properties(
+            parquet::file::properties::ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let reader = SerializedFileReader::new_with_options(File::open(&path).expect("open"), read)
+        .expect("parquet");
+    let metadata = reader.metadata();
+    // 2,500 rows in row groups of at most 1,000.
+    assert_eq!(metadata.num_row_groups(), 3);
+    for group in 0..3 {
+        let row_group = reader.get_row_group(group).expect("row group");
+        let bloom = row_group
+            .get_column_bloom_filter(0)
+            .expect("a Bloom filter on n");
+        let first = (group * 1000) as i64;
+        assert!(
+            bloom.check(&first),
+            "the filter holds its row group's values"
+        );
+        assert!(row_group.get_column_bloom_filter(1).is_none(), "none on m");
+    }
+    let column_index = metadata.column_index().expect("a column index");
+    let has_page_statistics = |column: usize| {
+        !matches!(
+            column_index[0][column],
+            parquet::file::page_index::column_index::ColumnIndexMetaData::NONE
+        )
+    };
+    assert!(has_page_statistics(0), "page statistics on n");
+    assert!(!has_page_statistics(1), "only chunk statistics on m");
+    assert!(metadata.offset_index().is_some(), "the offset index");
 }
