@@ -239,6 +239,9 @@ fn measure(
     let mut child = command.spawn()?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let mut samples: Vec<(f64, u64)> = Vec::new();
+    let mut stopped = false;
+    // Read to the end, also after the SIGTERM: the worker's shutdown (which
+    // seals what it holds) goes on logging, and its stderr must stay open.
     for line in BufReader::new(stderr).lines() {
         let line = line?;
         let Some(records) = line
@@ -248,12 +251,15 @@ fn measure(
         else {
             continue;
         };
+        if stopped {
+            continue;
+        }
         samples.push((started.elapsed().as_secs_f64(), records));
         if stop_at_count && records >= count {
             Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status()?;
-            break;
+            stopped = true;
         }
     }
     let status = child.wait()?;

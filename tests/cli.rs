@@ -759,3 +759,25 @@ fn every_published_file_carries_its_provenance_and_keeps_it_through_retention() 
     assert!(history_rows() < rows_before, "retention rewrote no file");
     check("history");
 }
+
+#[test]
+fn a_run_whose_stderr_is_closed_finishes_its_work_and_exits_zero() {
+    let scratch = scratch(&["--count", "3000", "--bad-fraction", "0.01"]);
+    let mut child = delink()
+        .arg("run")
+        .arg(&scratch.input)
+        .arg("--data-dir")
+        .arg(&scratch.data)
+        .args(["--progress", "always"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("delink starts");
+    // The reader goes away at once: every status line meets a closed pipe.
+    drop(child.stderr.take());
+    let status = child.wait().expect("delink ends");
+    assert!(status.success(), "{status}");
+    let files = crate::util::visible_files(&scratch.data.join("devices"));
+    assert!(!files.is_empty(), "no devices/ files written");
+    drop(scratch.dir);
+}

@@ -1,6 +1,6 @@
 //! Log output: human-readable text or one JSON object per line, on stderr.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
 
@@ -39,14 +39,21 @@ static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 pub(crate) fn status(line: std::fmt::Arguments<'_>) {
     match FORMAT.get() {
         Some(LogFormat::Json) => tracing::info!(target: "delink", "{line}"),
-        _ => eprintln!("{line}"),
+        _ => to_stderr(format_args!("{line}")),
     }
+}
+
+/// Writes a line to stderr, ignoring a stderr that is gone (a closed pipe, a
+/// log collector that died): a worker finishes its work without its status
+/// lines rather than die in the middle of a seal.
+fn to_stderr(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Reports the error that ends the command, in the configured format.
 pub(crate) fn fatal(error: &anyhow::Error) {
     match FORMAT.get() {
         Some(LogFormat::Json) => tracing::error!(target: "delink", "{error:#}"),
-        _ => eprintln!("error: {error:#}"),
+        _ => to_stderr(format_args!("error: {error:#}")),
     }
 }

@@ -42,7 +42,9 @@ pub struct KafkaConfig {
     pub segment_max_records: u64,
     /// Record bytes per segment of a partition.
     pub segment_max_bytes: u64,
-    /// A segment is published this long after its first record, even when the partition is quiet.
+    /// A segment is published this long after its first record, even when the
+    /// partition is quiet: how fresh the output is, and how small a quiet
+    /// partition's files get.
     pub segment_max_age_ms: u64,
     /// A quiet partition's batch goes to the workers this long after its first record.
     pub linger_ms: u64,
@@ -69,7 +71,7 @@ impl Default for KafkaConfig {
             drain_timeout_ms: 20_000,
             segment_max_records: 1_000_000,
             segment_max_bytes: 256 * 1024 * 1024,
-            segment_max_age_ms: 30_000,
+            segment_max_age_ms: 300_000,
             linger_ms: 200,
             replay_lookback_records: 10_000,
             assignment_strategy: "cooperative-sticky".to_owned(),
