@@ -83,6 +83,16 @@ fn main() -> Result<()> {
         let kafka = measure(command, &root, "kafka", count, true)?;
         let broker_cpu = broker.cpu_seconds()? - broker_before;
         kafka.print(count, "kafka");
+        for rows in ["history_rows", "devices_rows", "quarantined"] {
+            if kafka.summary[rows] != file.summary[rows] {
+                return Err(format!(
+                    "the Kafka run published {} {rows} where the file run published {}: \
+                     it stopped before publishing all it read, so the figures do not compare",
+                    kafka.summary[rows], file.summary[rows]
+                )
+                .into());
+            }
+        }
         println!(
             "e2e/{count}/kafka: the broker on the same cores took {:.2} µs CPU per observation ({broker_cpu:.1} s)",
             broker_cpu * 1e6 / count.max(1) as f64
@@ -249,6 +259,9 @@ fn measure(
             .and_then(|rest| rest.split(' ').next())
             .and_then(|number| number.parse::<u64>().ok())
         else {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("{name}: {line}");
+            }
             continue;
         };
         if stopped {
@@ -405,10 +418,13 @@ mod kafka {
             command
                 .args(["--kafka", "--kafka-brokers", &self.bootstrap()])
                 .args(["--topic", TOPIC, "--group", "delink-bench"])
-                // tansu makes a new group's first member wait about half a session.
-                .env("DELINK__KAFKA__SESSION_TIMEOUT_MS", "2000")
-                .env("DELINK__KAFKA__HEARTBEAT_INTERVAL_MS", "400")
-                .env("DELINK__KAFKA__DRAIN_TIMEOUT_MS", "1500");
+                // tansu makes a new group's first member wait about half a
+                // session (counted in the whole run, not at steady state); the
+                // drain, below the session, must cover sealing every
+                // partition's open segment at the stop.
+                .env("DELINK__KAFKA__SESSION_TIMEOUT_MS", "12000")
+                .env("DELINK__KAFKA__HEARTBEAT_INTERVAL_MS", "1000")
+                .env("DELINK__KAFKA__DRAIN_TIMEOUT_MS", "10000");
             command
         }
     }
