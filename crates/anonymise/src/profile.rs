@@ -229,23 +229,7 @@ fn ranks_at(columns: &[Coded], written: &[u32], level: usize) -> Vec<u32> {
                 .map(|(code, column)| column.at_level[level][*code as usize])
         })
         .collect();
-    let mut distinct: FxHashMap<&[u32], u32> = FxHashMap::default();
-    let seen: Vec<u32> = at_level
-        .chunks_exact(width)
-        .map(|profile| {
-            let next = distinct.len() as u32;
-            *distinct.entry(profile).or_insert(next)
-        })
-        .collect();
-    let mut ordered: Vec<(&[u32], u32)> = distinct.into_iter().collect();
-    ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut rank_of_seen = vec![0u32; ordered.len()];
-    for (rank, (_, seen)) in ordered.iter().enumerate() {
-        rank_of_seen[*seen as usize] = rank as u32;
-    }
-    seen.into_iter()
-        .map(|seen| rank_of_seen[seen as usize])
-        .collect()
+    delink_sort::dense_ranks(at_level.chunks_exact(width))
 }
 
 /// Makes the rows that stay at a level a group of `k` chargers: takes whole

@@ -65,7 +65,7 @@ pub fn order(batch: &RecordBatch, rows: &[u32], key: &SortKey) -> Result<Vec<u32
     let owner = |row: usize| identity.iter().find_map(|column| value(column, row));
     let time_at = |row: usize| time.as_ref().and_then(|time| time.at(row));
 
-    let owner_ranks = ranks(rows.iter().map(|row| owner(*row as usize)));
+    let owner_ranks = dense_ranks(rows.iter().map(|row| owner(*row as usize)));
     let mut cheap: Vec<Cheap> = rows
         .iter()
         .enumerate()
@@ -116,17 +116,19 @@ struct Cheap {
     position: u32,
 }
 
-/// The rank of each value among the distinct values (null first).
-fn ranks<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u32> {
-    let mut distinct: FxHashMap<Option<&str>, u32> = FxHashMap::default();
+/// The rank of each value among the distinct values, in the values' order
+/// (equal values, equal ranks; `None` first): one hash per value and one
+/// sort of the distinct ones.
+pub fn dense_ranks<T: Ord + std::hash::Hash>(values: impl Iterator<Item = T>) -> Vec<u32> {
+    let mut distinct: FxHashMap<T, u32> = FxHashMap::default();
     let seen: Vec<u32> = values
         .map(|value| {
             let next = distinct.len() as u32;
             *distinct.entry(value).or_insert(next)
         })
         .collect();
-    let mut ordered: Vec<(Option<&str>, u32)> = distinct.into_iter().collect();
-    ordered.sort_unstable();
+    let mut ordered: Vec<(T, u32)> = distinct.into_iter().collect();
+    ordered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut rank_of_seen = vec![0u32; ordered.len()];
     for (rank, (_, seen)) in ordered.iter().enumerate() {
         rank_of_seen[*seen as usize] = rank as u32;
