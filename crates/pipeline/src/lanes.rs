@@ -2,6 +2,7 @@
 //! drops replays, writes each segment's files, and hands sealed segments to
 //! the publisher. Lanes never wait for each other.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -199,20 +200,22 @@ fn absorb(
             filter_record_batch(&partition.batch, &mask)?
         };
         *open.rows.entry(partition.dataset).or_insert(0) += batch.num_rows() as u64;
-        let day = (partition.dataset, partition.day);
-        if !open.held.contains_key(&day) {
-            let name = format!(
-                "held--{}--{}--{}.arrows",
-                partition.dataset.as_str(),
-                format_day(partition.day),
-                open.segment.stem()
-            );
-            let held = HeldRows::create(outputs.held_dir.join(name), batch.schema())?;
-            open.held.insert(day, held);
-        }
-        if let Some(held) = open.held.get_mut(&day) {
-            held.push(&batch)?;
-        }
+        let held = match open.held.entry((partition.dataset, partition.day)) {
+            Entry::Occupied(held) => held.into_mut(),
+            Entry::Vacant(slot) => {
+                let name = format!(
+                    "held--{}--{}--{}.arrows",
+                    partition.dataset.as_str(),
+                    format_day(partition.day),
+                    open.segment.stem()
+                );
+                slot.insert(HeldRows::create(
+                    outputs.held_dir.join(name),
+                    batch.schema(),
+                )?)
+            }
+        };
+        held.push(&batch)?;
     }
     if let Some(rows) = &processed.quarantine {
         open.quarantine
