@@ -65,6 +65,9 @@ fn gen_command(tansu: &Tansu, count: u64, seed: u64) -> Command {
         "--seed",
         &seed.to_string(),
     ]);
+    // Few, large batches: tansu's S3 engine stores each batch as one object and
+    // lists them all on every fetch, so thousands of small ones slow every reader.
+    command.args(["-X", "linger.ms=200", "-X", "batch.num.messages=10000"]);
     command
 }
 

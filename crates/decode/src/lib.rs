@@ -4,13 +4,14 @@
 //!
 //! Sits between a source (NDJSON lines, Kafka values) and `transform`; pure,
 //! no IO. The design decision to know: the JSON is read into a shadow struct
-//! in which every field is optional and borrowed from the input, and the
-//! contract is checked afterwards, so a missing field, a wrong type and a bad
+//! in which every field is optional and borrowed from the input (read by hand,
+//! see `shadow`), and the contract is checked afterwards, so a missing field, a wrong type and a bad
 //! value get distinct reasons, and no error text (which could quote input)
 //! ever leaves this crate.
 
 mod normalise;
 mod raw;
+mod shadow;
 mod unknown;
 mod validate;
 

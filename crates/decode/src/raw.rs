@@ -3,139 +3,116 @@
 use std::borrow::Cow;
 
 use delink_model::{Rejection, RejectionReason};
-use serde::Deserialize;
+use serde::de::DeserializeSeed;
 
-use crate::unknown::field_name;
+use crate::shadow::{Seed, Unknowns, shadow};
 
-#[derive(Deserialize)]
-pub(crate) struct RawObservation<'a> {
-    #[serde(borrow)]
-    pub(crate) schema: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) observation_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) observed_at: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) charger: Option<RawCharger<'a>>,
-    #[serde(borrow)]
-    pub(crate) installation: Option<RawInstallation<'a>>,
-    #[serde(borrow)]
-    pub(crate) user: Option<RawUser<'a>>,
-    #[serde(borrow)]
-    pub(crate) session: Option<RawSession<'a>>,
-    pub(crate) meter: Option<RawMeter>,
-    #[serde(borrow)]
-    pub(crate) status: Option<RawStatus<'a>>,
-    #[serde(borrow)]
-    pub(crate) operator: Option<RawOperator<'a>>,
-    #[serde(borrow)]
-    pub(crate) network: Option<RawNetwork<'a>>,
+shadow! {
+    RawObservation<'a> {
+        schema: Cow<'a, str>,
+        observation_id: Cow<'a, str>,
+        observed_at: Cow<'a, str>,
+        kind: Cow<'a, str>,
+        charger: RawCharger<'a>,
+        installation: RawInstallation<'a>,
+        user: RawUser<'a>,
+        session: RawSession<'a>,
+        meter: RawMeter,
+        status: RawStatus<'a>,
+        operator: RawOperator<'a>,
+        network: RawNetwork<'a>,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawCharger<'a> {
-    #[serde(borrow)]
-    pub(crate) serial: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) firmware: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) components: Option<Vec<RawComponent<'a>>>,
+shadow! {
+    RawCharger<'a> {
+        serial: Cow<'a, str>,
+        model: Cow<'a, str>,
+        firmware: Cow<'a, str>,
+        components: Vec<RawComponent<'a>>,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawComponent<'a> {
-    #[serde(borrow)]
-    pub(crate) kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) serial: Option<Cow<'a, str>>,
+shadow! {
+    RawComponent<'a> {
+        kind: Cow<'a, str>,
+        serial: Cow<'a, str>,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawInstallation<'a> {
-    #[serde(borrow)]
-    pub(crate) id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) site_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) address: Option<Cow<'a, str>>,
-    pub(crate) lat: Option<f64>,
-    pub(crate) lon: Option<f64>,
-    #[serde(borrow)]
-    pub(crate) country: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) property_type: Option<Cow<'a, str>>,
+shadow! {
+    RawInstallation<'a> {
+        id: Cow<'a, str>,
+        site_name: Cow<'a, str>,
+        address: Cow<'a, str>,
+        lat: f64,
+        lon: f64,
+        country: Cow<'a, str>,
+        property_type: Cow<'a, str>,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawUser<'a> {
-    #[serde(borrow)]
-    pub(crate) account_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) email: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) phone: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) rfid: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) roles: Option<Vec<Cow<'a, str>>>,
+shadow! {
+    RawUser<'a> {
+        account_id: Cow<'a, str>,
+        email: Cow<'a, str>,
+        name: Cow<'a, str>,
+        phone: Cow<'a, str>,
+        rfid: Cow<'a, str>,
+        roles: Vec<Cow<'a, str>>,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawSession<'a> {
-    #[serde(borrow)]
-    pub(crate) id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) started_at: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) ended_at: Option<Cow<'a, str>>,
-    pub(crate) energy_wh: Option<f64>,
-    pub(crate) max_current_a: Option<f64>,
-    pub(crate) phases: Option<i64>,
+shadow! {
+    RawSession<'a> {
+        id: Cow<'a, str>,
+        started_at: Cow<'a, str>,
+        ended_at: Cow<'a, str>,
+        energy_wh: f64,
+        max_current_a: f64,
+        phases: i64,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawMeter {
-    pub(crate) energy_total_wh: Option<f64>,
-    pub(crate) power_w: Option<f64>,
-    pub(crate) voltage_v: Option<Vec<f64>>,
-    pub(crate) current_a: Option<Vec<f64>>,
+shadow! {
+    RawMeter {
+        energy_total_wh: f64,
+        power_w: f64,
+        voltage_v: Vec<f64>,
+        current_a: Vec<f64>,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawStatus<'a> {
-    #[serde(borrow)]
-    pub(crate) state: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(crate) fault_code: Option<Cow<'a, str>>,
-    pub(crate) temperature_c: Option<f64>,
+shadow! {
+    RawStatus<'a> {
+        state: Cow<'a, str>,
+        fault_code: Cow<'a, str>,
+        temperature_c: f64,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawOperator<'a> {
-    #[serde(borrow)]
-    pub(crate) cpo_id: Option<Cow<'a, str>>,
+shadow! {
+    RawOperator<'a> {
+        cpo_id: Cow<'a, str>,
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RawNetwork<'a> {
-    #[serde(borrow)]
-    pub(crate) ip: Option<Cow<'a, str>>,
-    pub(crate) signal_dbm: Option<i64>,
+shadow! {
+    RawNetwork<'a> {
+        ip: Cow<'a, str>,
+        signal_dbm: i64,
+    }
 }
 
-/// Parses the JSON text, reporting every field outside the shadow struct to `on_unknown`.
+/// Parses the JSON text (one object), reporting every field outside the contract to `on_unknown`.
 pub(crate) fn parse<'a>(
     text: &'a str,
     mut on_unknown: impl FnMut(String),
 ) -> Result<RawObservation<'a>, Rejection> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let raw = serde_ignored::deserialize(&mut deserializer, |path| on_unknown(field_name(&path)))
+    let mut unknowns = Unknowns::new(&mut on_unknown);
+    let raw = Seed::<RawObservation<'a>>::new(&mut unknowns)
+        .deserialize(&mut deserializer)
         .map_err(classify)?;
     deserializer.end().map_err(classify)?;
     Ok(raw)

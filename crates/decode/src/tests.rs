@@ -126,6 +126,69 @@ fn every_broken_form_gets_its_reason() {
 }
 
 #[test]
+fn a_key_given_twice_is_rejected_even_when_the_first_is_null() {
+    let twice = |object: &str, key: &str, first: &str| {
+        let at = SPEC_EXAMPLE.find(object).expect("object") + object.len();
+        format!(
+            "{}\"{key}\":{first},{}",
+            &SPEC_EXAMPLE[..at],
+            &SPEC_EXAMPLE[at..]
+        )
+    };
+    for text in [
+        twice("{", "kind", "\"status\""),
+        twice("{", "charger", "null"),
+        twice("\"user\":{", "account_id", "null"),
+        twice("\"components\":[{", "serial", "\"SNS1\""),
+    ] {
+        assert_eq!(reason_of(&text), RejectionReason::NotJson, "{text}");
+    }
+}
+
+#[test]
+fn objects_given_as_arrays_are_the_wrong_type() {
+    assert_eq!(
+        reason_of(r#"["charger.observation.v1","0b6f","2026-11-20T13:45:12Z","status"]"#),
+        RejectionReason::WrongType
+    );
+    let text = edited(|v| v["user"] = serde_json::json!(["c3f1", "kari@example.no"]));
+    assert_eq!(reason_of(&text), RejectionReason::WrongType);
+}
+
+#[test]
+fn strings_borrow_from_the_input_unless_escaped() {
+    let escaped = SPEC_EXAMPLE.replace("\"go2\"", "\"go\\u0032\"");
+    let raw = raw::parse(&escaped, |_| {}).expect("parses");
+    let charger = raw.charger.expect("charger");
+    assert!(matches!(
+        charger.serial,
+        Some(std::borrow::Cow::Borrowed("ZAP049123"))
+    ));
+    assert!(matches!(&charger.model, Some(std::borrow::Cow::Owned(model)) if model == "go2"));
+    let mut keys = Vec::new();
+    let escaped_key = SPEC_EXAMPLE.replace("\"firmware\"", "\"firm\\u0077are\"");
+    let raw = raw::parse(&escaped_key, |name| keys.push(name)).expect("parses");
+    assert_eq!(
+        raw.charger.expect("charger").firmware.as_deref(),
+        Some("2.4.1")
+    );
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[test]
+fn unknown_fields_inside_unknown_objects_are_reported_once_at_the_top() {
+    let text = edited(|v| {
+        v["vehicle"] = serde_json::json!({"vin": "WVWZZZ1JZXW000001", "owner": {"name": "Kari"}});
+        v["meter"]["phase_angles"] = serde_json::json!([1, 2, 3]);
+    });
+    let mut names = decode(text.as_bytes(), &DecodeLimits::default())
+        .expect("still valid")
+        .unknown_fields;
+    names.sort();
+    assert_eq!(names, ["meter.phase_angles", "vehicle"]);
+}
+
+#[test]
 fn size_cap_and_utf8_are_checked_first() {
     let limits = DecodeLimits {
         max_record_bytes: 100,

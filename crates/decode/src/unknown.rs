@@ -8,36 +8,23 @@
 //! addresses and phone numbers show, never pass. Anything else is counted
 //! under one placeholder.
 
-use serde_ignored::Path;
-
 /// The name under which unknown fields with unusual names are counted.
 pub const UNKNOWN_FIELD_UNNAMEABLE: &str = "(unnameable)";
 
 const MAX_NAME_BYTES: usize = 64;
 
-/// Builds the dotted path of an ignored field, without array indices.
-pub(crate) fn field_name(path: &Path<'_>) -> String {
-    let mut segments = Vec::new();
-    collect_segments(path, &mut segments);
-    let name = segments.join(".");
+/// The dotted path of unknown field `key` in the object at `parent` (array
+/// indices left out), or the placeholder when it does not look like a schema name.
+pub(crate) fn field_name(parent: &[&str], key: &str) -> String {
+    let mut name = parent.join(".");
+    if !name.is_empty() {
+        name.push('.');
+    }
+    name.push_str(key);
     if is_schema_like(&name) {
         name
     } else {
         UNKNOWN_FIELD_UNNAMEABLE.to_owned()
-    }
-}
-
-fn collect_segments(path: &Path<'_>, segments: &mut Vec<String>) {
-    match path {
-        Path::Root => {}
-        Path::Seq { parent, .. }
-        | Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => collect_segments(parent, segments),
-        Path::Map { parent, key } => {
-            collect_segments(parent, segments);
-            segments.push(key.clone());
-        }
     }
 }
 
