@@ -31,6 +31,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use arrow_select::concat::concat;
 use arrow_select::take::take;
 use delink_policy::{Anonymity, SortKey, Step};
+use delink_sort::Gathered;
 
 /// The column holding how many coarsening steps a row's profile took.
 pub const LEVEL_COLUMN: &str = "profile_level";
@@ -108,13 +109,14 @@ impl Outcome {
 /// anonymised apart (the kind is part of every profile).
 ///
 /// The rows come out in the order of `order` (the dataset's [`SortKey`]:
-/// charger pseudonym, then the other pseudonyms), never in input order.
+/// charger pseudonym, then the other pseudonyms), never in input order, to be
+/// copied out a chunk at a time.
 pub fn anonymise(
     batch: &RecordBatch,
     anonymity: &Anonymity,
     published: &SchemaRef,
     order: &SortKey,
-) -> Result<(RecordBatch, Outcome), ArrowError> {
+) -> Result<(Gathered, Outcome), ArrowError> {
     let groups = groups_by_kind(batch, anonymity)?;
     let mut outcome = Outcome::default();
     let mut parts = Vec::with_capacity(groups.len());
@@ -131,13 +133,14 @@ pub fn anonymise(
     let order = delink_sort::order(batch, &grouped, order)?;
     let source_rows = UInt32Array::from_iter_values(order.iter().map(|at| grouped[*at as usize]));
     let order = UInt32Array::from(order);
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns() + 1);
+    let mut columns = Vec::with_capacity(batch.num_columns() + 1);
     for (index, field) in batch.schema().fields().iter().enumerate() {
         let original = batch.column(index);
         let replaced = parts
             .iter()
             .any(|part| part.replaced.contains_key(field.name()));
-        let array = if replaced {
+        columns.push(if replaced {
+            // The new values, in the order of the groups.
             let mut pieces = Vec::with_capacity(parts.len());
             for (part, (_, rows)) in parts.iter().zip(&groups) {
                 pieces.push(match part.replaced.get(field.name()) {
@@ -146,19 +149,18 @@ pub fn anonymise(
                 });
             }
             let pieces: Vec<&dyn Array> = pieces.iter().map(AsRef::as_ref).collect();
-            take(concat(&pieces)?.as_ref(), &order, None)?
+            (concat(&pieces)?, order.clone())
         } else {
-            take(original.as_ref(), &source_rows, None)?
-        };
-        arrays.push(array);
+            (original.clone(), source_rows.clone())
+        });
     }
     let levels: Vec<u8> = parts
         .iter()
         .flat_map(|part| part.levels.iter().copied())
         .collect();
-    let levels = order.values().iter().map(|at| levels[*at as usize]);
-    arrays.push(Arc::new(UInt8Array::from_iter_values(levels)));
-    Ok((RecordBatch::try_new(published.clone(), arrays)?, outcome))
+    let levels: ArrayRef = Arc::new(UInt8Array::from(levels));
+    columns.push((levels, order));
+    Ok((Gathered::new(published.clone(), columns)?, outcome))
 }
 
 /// Rows anonymised together, with the steps they take.

@@ -97,7 +97,8 @@ fn run(input: &RecordBatch, anonymity: &Anonymity) -> (RecordBatch, crate::Outco
         time: None,
         then: other_pseudonyms.collect(),
     };
-    anonymise(input, anonymity, &published, &order).expect("anonymised")
+    let (rows, outcome) = anonymise(input, anonymity, &published, &order).expect("anonymised");
+    (rows.slice(0, rows.num_rows()).expect("rows"), outcome)
 }
 
 /// A fleet: a big town of many chargers, and a few rare households.

@@ -275,6 +275,10 @@ fn absorb(
     }))
 }
 
+/// Rows of a sorted day copied out and written at a time: the sorted day is
+/// never copied whole.
+const WRITE_CHUNK_ROWS: usize = 32_768;
+
 /// One day's held rows and the file they go to.
 enum HeldDay<'f> {
     History(HeldRows, PartitionFile<'f>),
@@ -329,7 +333,9 @@ fn write_held(open: &mut OpenSegment, outputs: &Outputs, metrics: &Metrics) -> R
             (_, false) => (sort(&rows, &outputs.history_order)?, None),
         };
         drop(rows);
-        file.write(&sorted)?;
+        for chunk in sorted.chunks(WRITE_CHUNK_ROWS) {
+            file.write(&chunk?)?;
+        }
         Ok(outcome)
     };
     for outcome in in_parallel(jobs, write_day)?.into_iter().flatten() {

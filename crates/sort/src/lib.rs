@@ -13,9 +13,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{ArrowError, DataType};
-use arrow_select::take::take_record_batch;
 use delink_policy::SortKey;
 use rustc_hash::FxHashMap;
+
+mod gathered;
+
+pub use gathered::Gathered;
 
 /// The key-value metadata entry of a file that says how its rows are sorted
 /// (as [`describe`] writes it).
@@ -38,11 +41,11 @@ pub fn describe(key: &SortKey) -> String {
         .join(", ")
 }
 
-/// Returns `batch` with its rows in the order of `key`.
-pub fn sort(batch: &RecordBatch, key: &SortKey) -> Result<RecordBatch, ArrowError> {
+/// The rows of `batch` in the order of `key`, to be copied out chunk by chunk.
+pub fn sort(batch: &RecordBatch, key: &SortKey) -> Result<Gathered, ArrowError> {
     let rows: Vec<u32> = (0..batch.num_rows() as u32).collect();
     let order = order(batch, &rows, key)?;
-    take_record_batch(batch, &UInt32Array::from(order))
+    Gathered::from_batch(batch, UInt32Array::from(order))
 }
 
 /// Positions into `rows` (rows of `batch`), in the order of `key`.
