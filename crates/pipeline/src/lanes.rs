@@ -332,6 +332,8 @@ fn write_held(open: &mut OpenSegment, outputs: &Outputs, metrics: &Metrics) -> R
             (None, true) => (sort(&rows, &outputs.devices_order)?, None),
             (_, false) => (sort(&rows, &outputs.history_order)?, None),
         };
+        // `sorted` shares the columns it takes rows from; this frees the
+        // ones the anonymiser replaced.
         drop(rows);
         for chunk in sorted.chunks(WRITE_CHUNK_ROWS) {
             file.write(&chunk?)?;
